@@ -14,7 +14,7 @@ from .core.denoiser import Denoiser
 from .core.optimizer import OptimizationRecord, PromptOptimizer
 from .core.prompt_encoder import PromptEncoder
 from .errors import MinorityPromptError
-from .solvers.base import SamplingSetup, Solver
+from .solvers.base import HookChain, SamplingSetup, Solver, StepHook
 from .solvers.registry import get_solver
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ def generate(
     width: int | None = None,
     output_type: str = "pil",
     progress: bool = True,
+    hooks: Sequence[StepHook] = (),
 ) -> GenerationResult:
     """Sample images for `prompts`, with online prompt optimization if `optimizer` is given.
 
@@ -120,6 +121,9 @@ def generate(
         height, width: Image size in pixels; the model's default if `None`.
         output_type: `"pil"`, `"np"`, `"pt"` or `"latent"`.
         progress: Show a progress bar on stderr.
+        hooks: Further step hooks, such as the CADS and SGMS baselines. They run after the
+            optimizer's hook, in the given order, each seeing the inputs that the previous
+            hook returned.
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -164,7 +168,13 @@ def generate(
                 size,
                 frozen_modules=[slot.text_encoder for slot in encoder.slots] + [pipe.unet],
             )
-        latents = solver.sample(setup, latents, run, generators, progress)
+        step_hooks = ([run] if run is not None else []) + list(hooks)
+        hook = None
+        if len(step_hooks) == 1:
+            hook = step_hooks[0]
+        elif step_hooks:
+            hook = HookChain(step_hooks)
+        latents = solver.sample(setup, latents, hook, generators, progress)
         images = decode_latents(pipe, latents, output_type)
 
     return GenerationResult(

@@ -15,6 +15,7 @@ from .conditioning import Conditioning
 from .prompt_encoder import PromptEncoder
 from .seeding import generators_for
 from .state import StepInputs, StepState
+from .targets import TARGETS, OptimizationTarget, make_target
 from .tokens import LearnableTokens, TokenSpec
 
 logger = logging.getLogger(__name__)
@@ -86,15 +87,17 @@ def frozen_parameters(modules: Sequence[torch.nn.Module]):
 
     Autograd then keeps no activations for weight gradients and computes none.
     """
-    saved = []
+    saved: dict[int, tuple[torch.nn.Parameter, bool]] = {}
     for module in modules:
         for parameter in module.parameters():
-            saved.append((parameter, parameter.requires_grad))
+            # A module listed twice must not record the flag that this function just set.
+            if id(parameter) not in saved:
+                saved[id(parameter)] = (parameter, parameter.requires_grad)
             parameter.requires_grad_(False)
     try:
         yield
     finally:
-        for parameter, flag in saved:
+        for parameter, flag in saved.values():
             parameter.requires_grad_(flag)
 
 
@@ -106,6 +109,10 @@ class PromptOptimizer:
     vectors with a fresh Adam state. The solver then evaluates that step with `C_v*` as the
     conditional branch. Unscheduled steps use the base prompt `C`, or the last `C_v*` with
     `reuse_optimized=True`.
+
+    With `target="text-embedding"` the same loop updates the whole embedding `C`, and with
+    `target="null-text"` the unconditional branch's embeddings, which then replace that
+    branch on optimized steps (see `core.targets`).
 
     Args:
         objective: A registered objective name or an object following `Objective`.
@@ -120,6 +127,8 @@ class PromptOptimizer:
         betas: Adam's betas.
         adam_eps: Adam's epsilon.
         objective_options: Constructor options when `objective` is a name.
+        target: What Adam updates: `"token"` (the placeholder vectors, the default),
+            `"text-embedding"` or `"null-text"`.
     """
 
     def __init__(
@@ -134,6 +143,7 @@ class PromptOptimizer:
         betas: tuple[float, float] = (0.9, 0.999),
         adam_eps: float = 1e-8,
         objective_options: dict | None = None,
+        target: str = "token",
     ) -> None:
         from ..objectives import get_objective
 
@@ -150,7 +160,18 @@ class PromptOptimizer:
             raise MinorityPromptError(
                 f"The learning rate must be positive, got {lr!r}; 1e-3 is a good start."
             )
+        if target not in TARGETS:
+            raise MinorityPromptError(
+                f"Unknown optimization target {target!r}; expected one of {TARGETS}."
+            )
         self.objective = get_objective(objective, **(objective_options or {}))
+        if target == "null-text" and getattr(self.objective, "guided_estimates", True) is False:
+            raise MinorityPromptError(
+                "target='null-text' changes only the unconditional branch, which an objective "
+                "without guided estimates never evaluates; pass "
+                "objective_options={'guided_estimates': True}."
+            )
+        self.target = target
         self.every = every
         self.iterations = iterations
         self.lr = float(lr)
@@ -172,6 +193,7 @@ class PromptOptimizer:
             "num_tokens": self.tokens.num_tokens,
             "position": self.tokens.position,
             "init": init if isinstance(init, str) else "tensor",
+            "target": self.target,
         }
 
     def is_scheduled(self, step_index: int, num_steps: int) -> bool:
@@ -220,45 +242,78 @@ class OptimizationRun:
             raise MinorityPromptError(f"{len(seeds)} seeds for {len(prompts)} prompts.")
         self.noise_generators = None if seeds is None else generators_for(seeds, "objective-noise")
         init_generators = None if seeds is None else generators_for(seeds, "token-init")
-        self.tokens = LearnableTokens(encoder, prompts, optimizer.tokens, init_generators, size)
+        self.target: OptimizationTarget = make_target(
+            optimizer.target, encoder, prompts, optimizer.tokens, init_generators, size
+        )
+        # The learnable placeholder vectors; `None` for the embedding targets.
+        self.tokens: LearnableTokens | None = getattr(self.target, "tokens", None)
         self.frozen_modules = list(frozen_modules) or [slot.text_encoder for slot in encoder.slots]
         self.record = OptimizationRecord()
         self._last_optimized: Conditioning | None = None
+        self._warned_no_gradient = False
 
     def before_step(self, state: StepState):
-        """The solver's step hook: the conditional branch becomes `conditioning_for_step`."""
-        return StepInputs(state.z_t, self.conditioning_for_step(state), state.uncond)
+        """The solver's step hook: the target's branch becomes `branch_for_step`."""
+        branch = self.branch_for_step(state)
+        if self.target.branch == "uncond":
+            return StepInputs(state.z_t, state.cond, branch)
+        return StepInputs(state.z_t, branch, state.uncond)
 
     def conditioning_for_step(self, state: StepState) -> Conditioning:
         """The conditional branch for this step; optimizes `v` first if the step is scheduled."""
+        if self.target.branch != "cond":
+            raise MinorityPromptError(
+                f"The {self.target.name!r} target replaces the unconditional branch; call "
+                "before_step(state), which returns both branches."
+            )
+        return self.branch_for_step(state)
+
+    def branch_for_step(self, state: StepState) -> Conditioning:
+        """The target's branch for this step; optimizes the target first if scheduled."""
         optimizer = self.optimizer
         timestep = float(torch.as_tensor(state.timestep).float().mean())
+        base = state.cond
+        if self.target.branch == "uncond":
+            if state.uncond is None:
+                raise MinorityPromptError(
+                    "The null-text target optimizes the unconditional branch, but this run has "
+                    "none (guidance_scale is 1); use a guidance scale above 1 or target='token'."
+                )
+            base = state.uncond
         if not optimizer.is_scheduled(state.step_index, state.num_steps):
             if optimizer.reuse_optimized and self._last_optimized is not None:
                 self.record.steps.append(StepRecord(state.step_index, timestep, "reused"))
                 return self._last_optimized
             self.record.steps.append(StepRecord(state.step_index, timestep, "base"))
-            return state.cond
+            return base
 
         step_record = StepRecord(state.step_index, timestep, "optimized")
         self.record.steps.append(step_record)
         state = replace(state, z_t=state.z_t.detach(), noise_generators=self.noise_generators)
         evaluations_before = state.denoiser.num_evaluations
         modules = self.frozen_modules + [state.denoiser.unet]
+        self.target.prepare(state)
         with torch.enable_grad(), frozen_parameters(modules):
             self._ascend(state, step_record)
         with torch.no_grad():
-            optimized = self.tokens.encode()
+            optimized = self.target.encode()
         self.record.model_evaluations += state.denoiser.num_evaluations - evaluations_before
         self._last_optimized = optimized
         return optimized
 
+    def _objective_value(self, state: StepState) -> Tensor:
+        """The objective with the target's branch in place of the base one."""
+        encoded = self.target.encode()
+        if self.target.branch == "uncond":
+            return self.optimizer.objective(replace(state, uncond=encoded), state.cond)
+        return self.optimizer.objective(state, encoded)
+
     def _ascend(self, state: StepState, step_record: StepRecord) -> None:
-        vectors = self.tokens.parameters
+        vectors = self.target.parameters
         optimizer = self.optimizer
         adam = torch.optim.Adam(vectors, lr=optimizer.lr, betas=optimizer.betas, eps=optimizer.adam_eps)
         for _ in range(optimizer.iterations):
-            objective = optimizer.objective(state, self.tokens.encode())
+            objective = self._objective_value(state)
             if objective.shape != (state.batch_size,):
                 raise MinorityPromptError(
                     f"Objective {getattr(optimizer.objective, 'name', optimizer.objective)!r} "
@@ -267,6 +322,13 @@ class OptimizationRun:
                 )
             # Each sample's vectors get the gradient of that sample's objective only.
             gradients = torch.autograd.grad(-objective.mean(), vectors, allow_unused=True)
+            if all(grad is None for grad in gradients) and not self._warned_no_gradient:
+                self._warned_no_gradient = True
+                logger.warning(
+                    "Objective %r does not depend on the %s target, so Adam leaves it unchanged.",
+                    getattr(optimizer.objective, "name", optimizer.objective),
+                    self.target.name,
+                )
             gradients = [
                 torch.zeros_like(vector) if grad is None else grad
                 for vector, grad in zip(vectors, gradients)

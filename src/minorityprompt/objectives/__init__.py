@@ -7,9 +7,12 @@ from .base import (
     get_objective,
     register_objective,
 )
+from .diversity import DiversityObjective, mean_pairwise_squared_distance
 from .minority import MinorityObjective, annealed_s, fixed_ratio_s
+from .spec import parse_objective_spec
 
 __all__ = [
+    "DiversityObjective",
     "MinorityObjective",
     "Objective",
     "WeightedSum",
@@ -17,5 +20,7 @@ __all__ = [
     "available_objectives",
     "fixed_ratio_s",
     "get_objective",
+    "mean_pairwise_squared_distance",
+    "parse_objective_spec",
     "register_objective",
 ]

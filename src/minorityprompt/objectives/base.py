@@ -68,8 +68,22 @@ def available_objectives() -> list[str]:
 
 
 def get_objective(spec: str | Objective, **kwargs) -> Objective:
-    """Resolve an objective given by registered name (with constructor `kwargs`) or object."""
+    """Resolve an objective given by registered name (with constructor `kwargs`) or object.
+
+    A string that is not a registered name but contains `+` or `*`, such as
+    `"0.5*minority+diversity"`, is parsed as a weighted sum by `parse_objective_spec`; pass
+    per-term options through that function.
+    """
     if isinstance(spec, str):
+        if spec not in _REGISTRY and ("+" in spec or "*" in spec):
+            from .spec import parse_objective_spec
+
+            if kwargs:
+                raise MinorityPromptError(
+                    f"Options {sorted(kwargs)} cannot apply to the weighted sum {spec!r}; use "
+                    "parse_objective_spec(spec, options={name: {...}}) to set them per term."
+                )
+            return parse_objective_spec(spec)
         if spec not in _REGISTRY:
             raise MinorityPromptError(
                 f"Unknown objective {spec!r}; registered objectives are "

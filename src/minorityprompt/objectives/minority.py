@@ -63,8 +63,12 @@ def resolve_s_schedule(s: str | float | SSchedule) -> SSchedule:
 
 
 def squared_distance(a: Tensor, b: Tensor) -> Tensor:
-    """Squared L2 distance per sample, summed over every non-batch dimension, in fp32."""
-    return (a.float() - b.float()).pow(2).flatten(1).sum(dim=1)
+    """Squared L2 distance per sample, summed over every non-batch dimension.
+
+    Computed in fp32 at least (fp16 and bf16 inputs are upcast) and in fp64 for fp64 inputs.
+    """
+    dtype = torch.promote_types(a.dtype, torch.float32)
+    return (a.to(dtype) - b.to(dtype)).pow(2).flatten(1).sum(dim=1)
 
 
 class MinorityObjective:

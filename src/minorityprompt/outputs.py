@@ -1,0 +1,133 @@
+"""A run folder of PNG images and `metadata.jsonl`, written so that a killed run can resume.
+
+Each image is written to a temporary file and renamed into place, so a PNG under `images/`
+is always whole. Its metadata line is appended, flushed and fsynced only after the rename;
+an image is complete when both exist. On resume, keys with a metadata line and a readable
+PNG are skipped, and anything else is generated again and overwritten. Several processes
+(for example under `accelerate launch`) each append to their own metadata shard, and
+`merge_shards` folds the shards into `metadata.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from PIL import Image
+
+from .errors import MinorityPromptError
+
+logger = logging.getLogger(__name__)
+
+METADATA_FILE = "metadata.jsonl"
+IMAGE_FOLDER = "images"
+
+
+def image_key(prompt_index: int, sample_index: int, method: str) -> str:
+    return f"{prompt_index:06d}-{sample_index:03d}-{method}"
+
+
+def _read_lines(path: Path) -> Iterator[dict]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                # A process killed mid-write leaves a partial last line.
+                logger.warning("Skipping unreadable line %d of %s", number, path)
+
+
+def _png_is_whole(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.load()
+        return True
+    except (OSError, SyntaxError):
+        return False
+
+
+class RunWriter:
+    """Writes images and metadata of one run folder.
+
+    Args:
+        folder: The run folder; created if missing.
+        rank: This process's index among `world_size` writers.
+        world_size: Number of processes writing to the folder at once.
+    """
+
+    def __init__(self, folder: str | Path, rank: int = 0, world_size: int = 1) -> None:
+        self.folder = Path(folder)
+        self.images = self.folder / IMAGE_FOLDER
+        self.images.mkdir(parents=True, exist_ok=True)
+        self.rank = rank
+        self.world_size = world_size
+        name = METADATA_FILE if world_size == 1 else f"metadata.rank{rank}.jsonl"
+        self.metadata_path = self.folder / name
+
+    def metadata_files(self) -> list[Path]:
+        return sorted(self.folder.glob("metadata*.jsonl"))
+
+    def records(self) -> list[dict]:
+        """Every metadata record in the folder, shards included, one per key (the last)."""
+        by_key: dict[str, dict] = {}
+        for path in self.metadata_files():
+            for record in _read_lines(path):
+                by_key[record["key"]] = record
+        return [by_key[key] for key in sorted(by_key)]
+
+    def completed_keys(self) -> set[str]:
+        """Keys whose metadata line exists and whose PNG is whole."""
+        done = set()
+        for record in self.records():
+            if _png_is_whole(self.folder / record["file"]):
+                done.add(record["key"])
+        return done
+
+    def write(self, key: str, image: Image.Image, metadata: dict) -> Path:
+        """Write `image` as `images/<key>.png`, then append its metadata line."""
+        if not isinstance(image, Image.Image):
+            raise MinorityPromptError(f"Expected a PIL image for {key!r}, got {type(image).__name__}.")
+        target = self.images / f"{key}.png"
+        temporary = self.images / f".{key}.png.{os.getpid()}.tmp"
+        image.save(temporary, format="PNG")
+        os.replace(temporary, target)
+
+        record = {"key": key, "file": f"{IMAGE_FOLDER}/{target.name}", **metadata}
+        line = json.dumps(record, ensure_ascii=False)
+        with self.metadata_path.open("a+", encoding="utf-8") as handle:
+            # Start on a fresh line if a killed process left a partial one.
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() > 0:
+                handle.seek(handle.tell() - 1)
+                if handle.read(1) != "\n":
+                    handle.write("\n")
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return target
+
+    def remove_temporary_files(self) -> None:
+        for leftover in self.images.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+    def merge_shards(self) -> Path:
+        """Fold every shard into `metadata.jsonl`, one line per complete image, sorted by key."""
+        records = [
+            record for record in self.records() if _png_is_whole(self.folder / record["file"])
+        ]
+        merged = self.folder / METADATA_FILE
+        temporary = self.folder / f".{METADATA_FILE}.{os.getpid()}.tmp"
+        with temporary.open("w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, merged)
+        for shard in self.folder.glob("metadata.rank*.jsonl"):
+            shard.unlink()
+        return merged
