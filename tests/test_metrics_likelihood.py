@@ -180,9 +180,7 @@ def test_gaussian_matches_analytic_density(schedule):
 
 
 def test_mixture_2d_matches_analytic_density(schedule):
-    model = GaussianMixtureEps(
-        [0.3, 0.7], [[-1.0, 0.5], [1.2, -0.3]], [0.3, 0.6], schedule
-    )
+    model = GaussianMixtureEps([0.3, 0.7], [[-1.0, 0.5], [1.2, -0.3]], [0.3, 0.6], schedule)
     x = torch.tensor([[-1.0, 0.5], [1.0, 0.0], [0.1, 0.1], [2.5, 2.0]], dtype=torch.float64)
 
     result = ode_log_likelihood(x, model, linear_alphas_cumprod(), divergence="exact")
@@ -198,12 +196,12 @@ def test_mixture_1d_rk4_matches_analytic_density(schedule):
     model = GaussianMixtureEps([0.5, 0.5], [[-0.8], [0.8]], [0.2, 0.4], schedule)
     x = torch.tensor([[-0.8], [0.0], [0.9]], dtype=torch.float64)
 
-    result = ode_log_likelihood(x, model, linear_alphas_cumprod(), method="rk4", num_steps=200)
+    result = ode_log_likelihood(x, model, linear_alphas_cumprod(), method="rk4", num_steps=50)
 
     expected = analytic_bpd(model.log_density(x, start_variance(schedule)), dimension=1)
     assert torch.allclose(result.bits_per_dim, expected, atol=BPD_TOLERANCE)
     assert torch.allclose(exact_prior_bpd(result, model, 1), expected, atol=SOLVER_BPD_TOLERANCE)
-    assert result.num_function_evaluations == 4 * 200
+    assert result.num_function_evaluations == 4 * 50
 
 
 def test_exact_divergence_full_covariance(schedule):
@@ -221,7 +219,7 @@ def test_exact_divergence_full_covariance(schedule):
     assert torch.allclose(exact_prior_bpd(result, model, 6), expected, atol=SOLVER_BPD_TOLERANCE)
 
 
-def hutchinson_errors(schedule, num_probes, probe_distribution, seed):
+def hutchinson_errors(schedule, num_probes, probe_distribution, seed, num_steps=50):
     """Bits-per-dimension errors of Hutchinson estimates on 512 copies of one point."""
     generator = torch.Generator().manual_seed(1)
     factor = torch.randn(6, 6, generator=generator, dtype=torch.float64) * 0.4
@@ -237,7 +235,7 @@ def hutchinson_errors(schedule, num_probes, probe_distribution, seed):
         num_probes=num_probes,
         probe_distribution=probe_distribution,
         method="rk4",
-        num_steps=50,
+        num_steps=num_steps,
         generator=torch.Generator().manual_seed(seed),
     )
 
@@ -250,15 +248,16 @@ def test_hutchinson_unbiased(schedule, probe_distribution):
     errors = hutchinson_errors(schedule, 4, probe_distribution, seed=2)
 
     # Each row has its own probes, so the mean error shrinks like 1 / sqrt(rows). A sum over
-    # probes instead of a mean would shift every row by (num_probes - 1) * trace, tens of bits.
+    # probes instead of a mean would multiply the divergence integral by num_probes.
     standard_error = errors.std() / math.sqrt(errors.numel())
     assert errors.mean().abs() < 4 * standard_error + SOLVER_BPD_TOLERANCE
     assert errors.std() > 0
 
 
 def test_hutchinson_more_probes_less_spread(schedule):
-    one_probe = hutchinson_errors(schedule, 1, "rademacher", seed=3)
-    sixteen_probes = hutchinson_errors(schedule, 16, "rademacher", seed=3)
+    # On this model 25 RK4 steps with the exact divergence are within 1e-5 bits of the density.
+    one_probe = hutchinson_errors(schedule, 1, "rademacher", seed=3, num_steps=25)
+    sixteen_probes = hutchinson_errors(schedule, 16, "rademacher", seed=3, num_steps=25)
 
     # Averaging 16 independent probes divides the spread by about 4.
     assert sixteen_probes.std() < 0.5 * one_probe.std()
@@ -277,13 +276,13 @@ def test_matches_k_diffusion_log_likelihood():
     denoiser = DiscreteEpsDDPMDenoiser(model, alphas_cumprod, quantize=False)
     x = torch.tensor([[-1.2], [0.1], [0.9], [2.0]], dtype=torch.float64)
 
-    ours = ode_log_likelihood(x, model, alphas_cumprod, rtol=1e-7, atol=1e-7)
+    ours = ode_log_likelihood(x, model, alphas_cumprod, rtol=1e-6, atol=1e-6)
     k_log_likelihood, _ = log_likelihood(
-        denoiser, x, denoiser.sigma_min, denoiser.sigma_max, atol=1e-7, rtol=1e-7
+        denoiser, x, denoiser.sigma_min, denoiser.sigma_max, atol=1e-6, rtol=1e-6
     )
 
-    # k-diffusion returns log p of x (VE scaling, as here) but with the prior
-    # N(0, sigma_max^2) on x_T = z_T / sqrt(alpha_T), which is N(0, 1 - alpha_T) on z_T; the
+    # k-diffusion returns log p of x in the VE scaling, as here, but its prior is
+    # N(0, sigma_max^2) on x_T = z_T / sqrt(alpha_T), which is N(0, 1 - alpha_T) on z_T. The
     # Jacobian terms of x_T -> z_T cancel between its prior and its divergence integral.
     alpha_end = float(alphas_cumprod[-1])
     z_end = ours.latent.flatten(1)
@@ -324,7 +323,7 @@ def test_num_bins_adds_offset(schedule):
 
     plain = ode_log_likelihood(x, model, linear_alphas_cumprod(), method="rk4", num_steps=20)
     binned = ode_log_likelihood(
-        x, model, linear_alphas_cumprod(), method="rk4", num_steps=20, num_bins=256
+        x, model, linear_alphas_cumprod(), method="rk4", num_steps=20, num_bins=256, progress=True
     )
 
     assert binned.dequantization_offset_bits == pytest.approx(7.0)

@@ -111,6 +111,30 @@ class RunWriter:
             os.fsync(handle.fileno())
         return target
 
+    def compact(self) -> None:
+        """Rewrite this writer's metadata file with one line per key whose PNG is whole.
+
+        Run before resuming, so that lines of images lost in a crash, and repeated lines,
+        disappear.
+        """
+        if not self.metadata_path.is_file():
+            return
+        by_key: dict[str, dict] = {}
+        for record in _read_lines(self.metadata_path):
+            by_key[record["key"]] = record
+        kept = [by_key[key] for key in sorted(by_key)
+                if _png_is_whole(self.folder / by_key[key]["file"])]
+        self._rewrite(self.metadata_path, kept)
+
+    def _rewrite(self, path: Path, records: list[dict]) -> None:
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
     def remove_temporary_files(self) -> None:
         for leftover in self.images.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
@@ -121,13 +145,7 @@ class RunWriter:
             record for record in self.records() if _png_is_whole(self.folder / record["file"])
         ]
         merged = self.folder / METADATA_FILE
-        temporary = self.folder / f".{METADATA_FILE}.{os.getpid()}.tmp"
-        with temporary.open("w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, merged)
+        self._rewrite(merged, records)
         for shard in self.folder.glob("metadata.rank*.jsonl"):
             shard.unlink()
         return merged

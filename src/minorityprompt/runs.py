@@ -109,6 +109,7 @@ def run_jobs(
         Counts: `planned`, `skipped` (already written) and `generated` for this process.
     """
     mine = [job for index, job in enumerate(jobs) if index % writer.world_size == writer.rank]
+    writer.compact()
     done = writer.completed_keys()
     todo = [job for job in mine if job.key not in done]
     writer.remove_temporary_files()

@@ -157,8 +157,7 @@ class ProbabilityFlowField:
     """The right-hand side d(z, log p) / d lam of the probability-flow ODE.
 
     Calling the field with (lam, z) returns dz/dlam and the divergence of the velocity, one
-    value per sample; integrating the divergence from data to noise gives
-    log p_data(z_0) - log p_T(z_T).
+    value per sample. The divergence integrated from data to noise is log p_0(z_0) - log p_T(z_T).
     """
 
     def __init__(
@@ -182,9 +181,7 @@ class ProbabilityFlowField:
         alpha = alpha_from_log_sigma(log_sigma)
         one_minus_alpha = 1.0 - alpha
         timestep = self.schedule.timestep(log_sigma)
-        timesteps = torch.full(
-            (z.shape[0],), timestep, dtype=self.timestep_dtype, device=z.device
-        )
+        timesteps = torch.full((z.shape[0],), timestep, dtype=self.timestep_dtype, device=z.device)
 
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)
