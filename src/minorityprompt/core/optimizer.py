@@ -269,7 +269,7 @@ class OptimizationRun:
         return self.branch_for_step(state)
 
     def branch_for_step(self, state: StepState) -> Conditioning:
-        """The target's branch for this step; optimizes the target first if scheduled."""
+        """Return the target's branch for this step, optimizing the target first if scheduled."""
         optimizer = self.optimizer
         timestep = float(torch.as_tensor(state.timestep).float().mean())
         base = state.cond
@@ -302,7 +302,7 @@ class OptimizationRun:
         return optimized
 
     def _objective_value(self, state: StepState) -> Tensor:
-        """The objective with the target's branch in place of the base one."""
+        """Evaluate the objective with the target's branch in place of the base branch."""
         encoded = self.target.encode()
         if self.target.branch == "uncond":
             return self.optimizer.objective(replace(state, uncond=encoded), state.cond)
@@ -320,7 +320,8 @@ class OptimizationRun:
                     f"returned shape {tuple(objective.shape)}; it must return one value per "
                     f"sample, shape ({state.batch_size},)."
                 )
-            # Each sample's vectors get the gradient of that sample's objective only.
+            # Each sample's vectors get the gradient of that sample's objective only, unless
+            # the objective couples samples, as the diversity objective does.
             gradients = torch.autograd.grad(-objective.mean(), vectors, allow_unused=True)
             if all(grad is None for grad in gradients) and not self._warned_no_gradient:
                 self._warned_no_gradient = True

@@ -1,12 +1,12 @@
-"""What the prompt optimizer updates: placeholder tokens, the text embedding or the null-text embedding.
+"""What the prompt optimizer updates: placeholder tokens, text embedding or null-text embedding.
 
 - `"token"`: the placeholder vectors `v` inside the text encoder's input; the conditional
   branch becomes `C_v`. This is the method's target.
 - `"text-embedding"`: the encoder's output `C` itself (token embeddings, and SDXL's pooled
   vector), optimized directly; the conditional branch becomes the updated `C`.
 - `"null-text"`: the unconditional branch's embeddings, optimized directly; the conditional
-  branch stays `C`. An objective sees this target only through the unconditional branch,
-  so it must use classifier-free-guided estimates.
+  branch stays `C`. The objective reaches this target only through the unconditional
+  branch, so it must use classifier-free-guided estimates.
 
 The two embedding targets keep one fp32 copy of the branch per sample, taken from the first
 step that the optimizer sees and carried over from one optimized step to the next.
@@ -52,7 +52,7 @@ class OptimizationTarget(Protocol):
         ...
 
     def encode(self) -> Conditioning:
-        """The branch built from the current parameters, differentiable with respect to them."""
+        """Build the branch from the current parameters, differentiable with respect to them."""
         ...
 
 

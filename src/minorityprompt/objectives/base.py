@@ -70,9 +70,9 @@ def available_objectives() -> list[str]:
 def get_objective(spec: str | Objective, **kwargs) -> Objective:
     """Resolve an objective given by registered name (with constructor `kwargs`) or object.
 
-    A string that is not a registered name but contains `+` or `*`, such as
-    `"0.5*minority+diversity"`, is parsed as a weighted sum by `parse_objective_spec`; pass
-    per-term options through that function.
+    A string that is not a registered name but contains `+` or `*` is parsed as a weighted
+    sum by `parse_objective_spec`, for example `"0.5*minority+diversity"`. Per-term options
+    go through that function.
     """
     if isinstance(spec, str):
         if spec not in _REGISTRY and ("+" in spec or "*" in spec):

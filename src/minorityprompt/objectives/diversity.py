@@ -17,7 +17,6 @@ against each other as the Gram identity `|a|^2 + |b|^2 - 2 a.b` does.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from ..core.conditioning import Conditioning

@@ -1,4 +1,4 @@
-"""Parse weighted sums of registered objectives written as text, such as `0.5*minority+diversity`."""
+"""Parse weighted sums of registered objectives written as text: `0.5*minority+diversity`."""
 
 from __future__ import annotations
 
