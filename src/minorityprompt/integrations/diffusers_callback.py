@@ -7,9 +7,17 @@ step 0 before the pipeline starts, returning the prompt embeddings and starting 
 the pipeline must be called with.
 
 The pipeline hands the callback its prompt embeddings with classifier-free guidance already
-concatenated as `[negative; positive]`; only the positive half is replaced, and for SDXL
-the pooled `add_text_embeds` too. Scheduler state (multistep history, step index) is never
-touched: an edit changes which conditioning the next model call sees, nothing else.
+concatenated as `[negative; positive]`. The callback replaces only the positive half, and
+for SDXL also the positive half of the pooled `add_text_embeds`. Scheduler state (multistep history, step index) is never
+touched: an edit changes which conditioning the next model call sees, nothing else. A
+multistep scheduler stores that call's output, so with `DPMSolverMultistepScheduler` an
+optimized step also reaches the following step's update through the history.
+
+Tested with `DDIMScheduler` (any eta), `DPMSolverMultistepScheduler` (DPM-Solver++(2M)) and
+`EulerDiscreteScheduler`. The first two reproduce `generate()` with the `ddim` (or
+`ddim-sde`) and `dpmpp-2m` solvers, bit for bit in float32 on CPU. Stochastic schedulers
+draw their noise from the `generator` list that `prepare()` returns, after the starting
+noise, as `generate()` does. Pass `eta` to the pipeline call.
 """
 
 from __future__ import annotations
@@ -94,7 +102,7 @@ class MinorityPromptCallback(PipelineCallback):
         width: int | None = None,
     ) -> dict:
         """Optimize step 0 and return the keyword arguments for `pipe(**kwargs)`."""
-        from ..generation import default_size, initial_latents
+        from ..generation import default_size
 
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if isinstance(seeds, int):

@@ -9,6 +9,7 @@ from diffusers import DDIMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
+from ..core.state import StepInputs
 from ..errors import MinorityPromptError
 from .base import SamplingSetup, Solver, StepHook
 
@@ -33,7 +34,8 @@ class DDIMSolver(Solver):
 
     Args:
         eta: 0 for the ODE sampler; 1 for the stochastic sampler whose variance is that of
-            DDPM's posterior (DDIM-SDE).
+            DDPM's posterior (DDIM-SDE). The noise comes from `generators`, one per sample,
+            drawn after the starting noise exactly as the stock pipeline draws it.
         timestep_spacing: Overrides the config's spacing (`"trailing"` for SDXL-Lightning).
 
     A hook's inputs apply to this step's model call only; the solver keeps no history of
@@ -51,6 +53,18 @@ class DDIMSolver(Solver):
     def timesteps(self, scheduler_config: dict, num_steps: int) -> tuple[Tensor, Tensor]:
         return ddim_schedule(scheduler_config, num_steps, self.timestep_spacing)
 
+    def predict(
+        self, setup: SamplingSetup, inputs: StepInputs, timestep: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Return `(x0, eps)`: the clean estimate that the step keeps and the noise it re-adds.
+
+        Both come from the classifier-free-guided prediction; CFG++ overrides this.
+        """
+        prediction = setup.denoiser.predict_guided(
+            inputs.z, timestep, inputs.cond, inputs.uncond, setup.guidance_scale
+        ).guided
+        return prediction.x0, prediction.eps
+
     def sample(
         self,
         setup: SamplingSetup,
@@ -59,22 +73,18 @@ class DDIMSolver(Solver):
         generators: Sequence[torch.Generator] | None = None,
         progress: bool = True,
     ) -> Tensor:
-        denoiser = setup.denoiser
         for step_index in self.progress_bar(setup, progress):
             state = self.step_state(setup, z, step_index)
             inputs = self.step_inputs(state, hook)
             z = inputs.z
-            timestep = setup.timesteps[step_index]
-            prediction = denoiser.predict_guided(
-                z, timestep, inputs.cond, inputs.uncond, setup.guidance_scale
-            ).guided
+            x0, eps = self.predict(setup, inputs, setup.timesteps[step_index])
 
             alpha_t = state.alpha_t
             alpha_next = setup.alpha_after(step_index, like=alpha_t)
             variance = (1 - alpha_next) / (1 - alpha_t) * (1 - alpha_t / alpha_next)
             std = self.eta * variance ** (0.5)
-            direction = (1 - alpha_next - std**2) ** (0.5) * prediction.eps
-            z = alpha_next ** (0.5) * prediction.x0 + direction
+            direction = (1 - alpha_next - std**2) ** (0.5) * eps
+            z = alpha_next ** (0.5) * x0 + direction
             if self.eta > 0:
                 noise = randn_tensor(z.shape, generator=list(generators) if generators else None,
                                      device=z.device, dtype=z.dtype)
