@@ -45,12 +45,15 @@ def test_generate_compare_on_real_prompts(tmp_path, prompt_files):
         minority = by_key[f"{index:06d}-000-minority"]
         assert ddim["prompt"] == minority["prompt"] == entry.text
         assert ddim["seed"] == minority["seed"] == entry.seed
-        assert ddim["optimizer"] is None
-        assert minority["optimizer"]["lr"] == 1e-3
+        assert ddim["method_settings"] == {}
+        assert "optimizer_record" not in ddim
+        assert minority["method_settings"]["lr"] == 1e-3
+        assert minority["method_settings"]["init"] == "cool"
         assert minority["optimizer_record"]["optimized_steps"] == [0]
         assert len(minority["optimizer_record"]["steps"][0]["objective"]) == 3
         image = Image.open(out / minority["file"])
-        assert image.mode == "RGB" and image.size == (32, 32)
+        assert image.mode == "RGB"
+        assert image.size == (32, 32)
         pixels = np.asarray(image)
         assert pixels.dtype == np.uint8
     assert (out / "compare.png").is_file()
@@ -90,7 +93,7 @@ def test_rerun_resumes_without_duplicates(tmp_path):
     assert main(args) == 0
     records = read_metadata(out)
     assert len(first.splitlines()) == 2
-    # The lost image is generated again; its key is not duplicated in what a reader sees.
+    # The lost image is generated again, and the metadata file lists its key once.
     assert sorted(record["key"] for record in records) == [
         "000000-000-minority", "000001-000-minority",
     ]
@@ -133,7 +136,7 @@ def test_empty_prompt_file_is_reported(tmp_path, capsys):
     code = main(["generate", "--model", "tiny-sd15", "--prompts", str(empty), "--out",
                  str(tmp_path / "out")])
     assert code == 2
-    assert "holds no prompt" in capsys.readouterr().err
+    assert "contains no prompt" in capsys.readouterr().err
 
 
 def test_unknown_method_is_reported(tmp_path, capsys):
@@ -141,3 +144,50 @@ def test_unknown_method_is_reported(tmp_path, capsys):
         main(["generate", "--method", "magic", "a cat"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'magic'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [
+        ("null-prompt", []),
+        ("cads", ["--set", "tau1=0.5"]),
+        ("sgms", ["--set", "lr=0.01"]),
+        ("diversity", ["--images-per-prompt", "2"]),
+        ("minority", ["--naive"]),
+        ("minority", ["--target", "text-embedding", "--objective", "minority"]),
+    ],
+)
+def test_every_method_runs_from_the_cli(tmp_path, method, extra):
+    out = tmp_path / method
+    code = main(["generate", "--model", "tiny-sd15", "a red bus", "--method", method,
+                 "--out", str(out), *FAST, *extra])
+    assert code == 0
+    records = read_metadata(out)
+    assert records
+    assert all(record["method"] == method for record in records)
+
+
+def test_bad_method_setting_is_reported(tmp_path, capsys):
+    code = main(["generate", "--model", "tiny-sd15", "a cat", "--method", "cads", "--set",
+                 "speed=3", "--out", str(tmp_path / "out"), *FAST])
+    assert code == 2
+    assert "speed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("solver", ["ddim", "ddim-sde", "dpmpp-2m", "cfgpp", "cfgpp-dpmpp-2m",
+                                    "lightning"])
+@pytest.mark.parametrize("model", ["tiny-sd15", "tiny-sd2", "tiny-sdxl"])
+def test_minority_runs_with_every_solver(tmp_path, solver, model):
+    out = tmp_path / "run"
+    steps = "4" if solver == "lightning" else "3"
+    code = main(["generate", "--model", model, "a red bus", "--method", "minority", "--solver",
+                 solver, "--out", str(out), "--no-progress", "--steps", steps])
+    assert code == 0
+    record = read_metadata(out)[0]
+    assert record["solver"] == solver
+    assert record["optimizer_record"]["optimized_steps"][0] == 0
+    if solver.startswith("cfgpp"):
+        assert record["guidance_scale"] == 0.6
+    if solver == "lightning":
+        assert record["guidance_scale"] == 1.0
+        assert record["optimizer_record"]["optimized_steps"] == [0, 1, 2, 3]

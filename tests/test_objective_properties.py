@@ -84,7 +84,7 @@ def test_lambda_one_gradient_equals_plain_squared_distance(sigma, timestep, seed
     torch.testing.assert_close(gradient, expected, rtol=1e-10, atol=1e-12)
 
 
-def test_expected_weighted_objective_is_affine_in_negative_log_density():
+def test_weighted_objective_tracks_log_density():
     """For Gaussian data the denoising ELBO is affine in -log p with a positive slope, so
     raising the weighted objective lowers the sample's likelihood under the base prompt."""
     sigma = 0.7

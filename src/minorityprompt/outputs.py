@@ -1,11 +1,12 @@
 """A run folder of PNG images and `metadata.jsonl`, written so that a killed run can resume.
 
-Each image is written to a temporary file and renamed into place, so a PNG under `images/`
-is always whole. Its metadata line is appended, flushed and fsynced only after the rename;
-an image is complete when both exist. On resume, keys with a metadata line and a readable
-PNG are skipped, and anything else is generated again and overwritten. Several processes
-(for example under `accelerate launch`) each append to their own metadata shard, and
-`merge_shards` folds the shards into `metadata.jsonl`.
+Each image is written to a temporary file, fsynced and renamed into place, so a PNG under
+`images/` is always whole. Its metadata line is appended, flushed and fsynced only after the
+rename; an image is complete when both exist. On resume, keys with a metadata line and a
+readable PNG are skipped, and anything else is generated again and overwritten. Several
+processes (for example under torchrun) each append to their own metadata shard, and
+`merge_shards` folds the shards into `metadata.jsonl`. Readers that go through `records()`
+see every complete image whether or not the shards were merged.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from PIL import Image
@@ -51,6 +52,24 @@ def _png_is_whole(path: Path) -> bool:
         return False
 
 
+def metadata_files(folder: Path) -> list[Path]:
+    """`metadata.jsonl` first, then the shards, so that a shard's newer line wins."""
+    merged = folder / METADATA_FILE
+    return ([merged] if merged.is_file() else []) + sorted(folder.glob("metadata.rank*.jsonl"))
+
+
+def read_records(folder: str | Path) -> list[dict]:
+    """Read every metadata record of a run folder, shards included, one per key (the last).
+
+    Reads only; unlike `RunWriter`, it creates nothing.
+    """
+    by_key: dict[str, dict] = {}
+    for path in metadata_files(Path(folder)):
+        for record in _read_lines(path):
+            by_key[record["key"]] = record
+    return [by_key[key] for key in sorted(by_key)]
+
+
 class RunWriter:
     """Writes images and metadata of one run folder.
 
@@ -70,15 +89,14 @@ class RunWriter:
         self.metadata_path = self.folder / name
 
     def metadata_files(self) -> list[Path]:
-        return sorted(self.folder.glob("metadata*.jsonl"))
+        return metadata_files(self.folder)
+
+    def shard_files(self) -> list[Path]:
+        return sorted(self.folder.glob("metadata.rank*.jsonl"))
 
     def records(self) -> list[dict]:
         """Every metadata record in the folder, shards included, one per key (the last)."""
-        by_key: dict[str, dict] = {}
-        for path in self.metadata_files():
-            for record in _read_lines(path):
-                by_key[record["key"]] = record
-        return [by_key[key] for key in sorted(by_key)]
+        return read_records(self.folder)
 
     def completed_keys(self) -> set[str]:
         """Keys whose metadata line exists and whose PNG is whole."""
@@ -94,7 +112,10 @@ class RunWriter:
             raise MinorityPromptError(f"Expected a PIL image for {key!r}, got {type(image).__name__}.")
         target = self.images / f"{key}.png"
         temporary = self.images / f".{key}.png.{os.getpid()}.tmp"
-        image.save(temporary, format="PNG")
+        with temporary.open("wb") as handle:
+            image.save(handle, format="PNG")
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(temporary, target)
 
         record = {"key": key, "file": f"{IMAGE_FOLDER}/{target.name}", **metadata}
@@ -115,8 +136,12 @@ class RunWriter:
         """Rewrite this writer's metadata file with one line per key whose PNG is whole.
 
         Run before resuming, so that lines of images lost in a crash, and repeated lines,
-        disappear.
+        disappear. A single writer (`world_size == 1`) also folds in the shards that a killed
+        multi-process run left, so that `metadata.jsonl` alone lists every complete image.
         """
+        if self.world_size == 1 and self.shard_files():
+            self.merge_shards()
+            return
         if not self.metadata_path.is_file():
             return
         by_key: dict[str, dict] = {}
@@ -135,9 +160,26 @@ class RunWriter:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
 
-    def remove_temporary_files(self) -> None:
-        for leftover in self.images.glob(".*.tmp"):
-            leftover.unlink(missing_ok=True)
+    def remove_temporary_files(self, keys: Iterable[str] | None = None) -> None:
+        """Delete temporary PNGs that a killed process left, of `keys` only if given.
+
+        Processes that share the folder pass their own keys, because a temporary file of
+        another key may belong to a process that is writing it right now.
+        """
+        wanted = None if keys is None else set(keys)
+        for leftover in self.images.glob(".*.png.*.tmp"):
+            # Temporary names are ".<key>.png.<pid>.tmp".
+            key = leftover.name[1:].rsplit(".png.", 1)[0]
+            if wanted is None or key in wanted:
+                leftover.unlink(missing_ok=True)
+
+    def write_json(self, name: str, data: dict) -> Path:
+        """Write `data` as the JSON file `name` in the run folder, atomically."""
+        path = self.folder / name
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(temporary, path)
+        return path
 
     def merge_shards(self) -> Path:
         """Fold every shard into `metadata.jsonl`, one line per complete image, sorted by key."""
@@ -146,6 +188,8 @@ class RunWriter:
         ]
         merged = self.folder / METADATA_FILE
         self._rewrite(merged, records)
-        for shard in self.folder.glob("metadata.rank*.jsonl"):
+        # A crash between the rewrite and these deletions leaves lines in both places;
+        # `records()` keeps one per key, and the next merge removes the shards.
+        for shard in self.shard_files():
             shard.unlink()
         return merged

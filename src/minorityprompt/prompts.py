@@ -50,11 +50,11 @@ def _from_json(path: Path) -> list[PromptEntry]:
         lists = [value for value in data.values() if isinstance(value, list)]
         if len(lists) != 1:
             raise MinorityPromptError(
-                f"{path} is a JSON object; it must hold exactly one list of prompts."
+                f"{path} is a JSON object, so it must contain exactly one list of prompts."
             )
         data = lists[0]
     if not isinstance(data, list):
-        raise MinorityPromptError(f"{path} must hold a JSON list of prompts.")
+        raise MinorityPromptError(f"{path} must contain a JSON list of prompts.")
     entries = []
     for item in data:
         if isinstance(item, str):
@@ -82,7 +82,7 @@ def read_prompts(
         shuffle_seed: Shuffle with this seed before `limit`, for a random subset.
 
     Raises:
-        MinorityPromptError: The file is missing, of an unknown format, or holds no prompt.
+        MinorityPromptError: The file is missing, of an unknown format, or contains no prompt.
     """
     path = Path(path)
     if not path.is_file():
@@ -105,7 +105,7 @@ def read_prompts(
 
     entries = [PromptEntry(entry.text.strip(), entry.seed) for entry in entries if entry.text.strip()]
     if not entries:
-        raise MinorityPromptError(f"Prompt file {str(path)!r} holds no prompt.")
+        raise MinorityPromptError(f"Prompt file {str(path)!r} contains no prompt.")
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(entries)
     if limit is not None:

@@ -112,7 +112,7 @@ def run_jobs(
     writer.compact()
     done = writer.completed_keys()
     todo = [job for job in mine if job.key not in done]
-    writer.remove_temporary_files()
+    writer.remove_temporary_files(job.key for job in mine)
     if len(todo) < len(mine):
         logger.info("Resuming: %d of %d images already written", len(mine) - len(todo), len(mine))
 

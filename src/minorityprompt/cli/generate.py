@@ -10,11 +10,18 @@ import sys
 from pathlib import Path
 
 from ..errors import MinorityPromptError
+from ..methods import available_methods
 from ..models.presets import DEFAULT_MODEL, PRESETS
 from ..prompts import PromptEntry, read_prompts
 
-METHODS = ("ddim", "minority")
-METHOD_LABELS = {"ddim": "DDIM", "minority": "MinorityPrompt"}
+METHOD_LABELS = {
+    "ddim": "DDIM",
+    "minority": "MinorityPrompt",
+    "diversity": "Diversity",
+    "null-prompt": "Null prompt",
+    "cads": "CADS",
+    "sgms": "SGMS",
+}
 
 
 def add_parser(commands) -> None:
@@ -51,9 +58,13 @@ def add_parser(commands) -> None:
     model.add_argument("--device", help="torch device; CUDA if available, else CPU")
     model.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
                        help="weights dtype; fp16 on CUDA, fp32 on CPU if omitted")
-    model.add_argument("--method", choices=METHODS, default="minority", help="sampling method")
+    model.add_argument("--method", choices=available_methods(), default="minority",
+                       help="sampling method")
     model.add_argument("--compare", action="store_true",
-                       help="run DDIM and MinorityPrompt with shared seeds and write compare.png")
+                       help="also run DDIM with shared seeds and write the grid compare.png")
+    model.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="a method setting, e.g. --set tau1=0.8 for cads or --set "
+                            "s_ratio=0.75 for sgms; repeatable")
     model.add_argument("--solver", help="solver name (default: the model preset's, else ddim)")
     model.add_argument("--eta", type=float, help="DDIM eta for stochastic solvers")
     model.add_argument("--steps", type=int, help="sampling steps (default: the preset's)")
@@ -66,16 +77,23 @@ def add_parser(commands) -> None:
     model.add_argument("--batch-size", type=int, default=4, help="images per sampler call")
 
     optimizer = parser.add_argument_group("prompt optimizer (MinorityPrompt)")
-    optimizer.add_argument("--objective", default="minority",
-                           help="registered objective name (see --plugin)")
+    optimizer.add_argument("--objective",
+                           help="registered objective name or weighted sum such as "
+                                "'0.5*minority+diversity' (default: the method's own)")
+    optimizer.add_argument("--naive", action="store_true",
+                           help="ablation: the naive objective (all three flaws below)")
+    optimizer.add_argument("--target", choices=("token", "text-embedding", "null-text"),
+                           default="token", help="what the optimizer updates")
     optimizer.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
                            help="import a module or .py file that registers objectives")
     optimizer.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's)")
     optimizer.add_argument("--every", type=int, help="optimize every N sampling steps")
     optimizer.add_argument("--iterations", type=int, help="Adam iterations K per optimized step")
-    optimizer.add_argument("--lam", type=float, default=1.0, help="weight lambda of the second term")
+    optimizer.add_argument("--lam", type=float, default=1.0,
+                           help="weight lambda of the second term")
     optimizer.add_argument("--s", default="annealed",
-                           help="re-noising timestep: 'annealed' (T - t) or a ratio of T such as 0.75")
+                           help="re-noising timestep: 'annealed' (T - t) or a ratio of T "
+                                "such as 0.75")
     optimizer.add_argument("--num-tokens", type=int, default=1, help="learnable tokens per prompt")
     optimizer.add_argument("--position", choices=("end", "start"), default="end",
                            help="where the placeholder goes in the prompt")

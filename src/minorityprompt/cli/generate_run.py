@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
+from datetime import timedelta
 
 import torch
 
 from .. import __version__
-from ..core.optimizer import PromptOptimizer
-from ..core.tokens import TokenSpec
 from ..errors import MinorityPromptError
-from ..generation import generate
+from ..methods import method_kwargs, run_method
 from ..models.loading import load_pipeline
 from ..models.presets import PRESETS
 from ..outputs import RunWriter, image_key
@@ -26,6 +24,36 @@ logger = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 COMPARE_FILE = "compare.png"
 COMPARE_MAX_ROWS = 16
+# Ranks meet before and after generating, and a rank that finishes early waits for the
+# slowest. A resumed run can leave ranks with very different amounts of work, so the limit is
+# far above torch.distributed's default of 30 minutes.
+# NOTE: 7 days is a guess at the longest run, not a measured bound.
+BARRIER_TIMEOUT = timedelta(days=7)
+
+
+# The gloo group of `wait_for_all_ranks`, created by its first call; `None` stands for the
+# default group when this module initialized it.
+_barrier_group = None
+_barrier_ready = False
+
+
+def wait_for_all_ranks() -> None:
+    """Block until every process of the run (RANK, WORLD_SIZE) has called this.
+
+    The barrier runs on a gloo process group whatever the device, because it exchanges no
+    tensors. accelerate's `PartialState().wait_for_everyone()` is no barrier here: accelerate
+    1.16 treats torchrun processes on CPUs as one process and returns at once.
+    """
+    import torch.distributed as dist
+
+    global _barrier_group, _barrier_ready
+    if not _barrier_ready:
+        if dist.is_initialized():
+            _barrier_group = dist.new_group(backend="gloo", timeout=BARRIER_TIMEOUT)
+        else:
+            dist.init_process_group(backend="gloo", timeout=BARRIER_TIMEOUT)
+        _barrier_ready = True
+    dist.barrier(group=_barrier_group)
 
 
 def _s_value(text: str):
@@ -39,44 +67,105 @@ def _s_value(text: str):
         ) from None
 
 
+def _plain(settings: dict) -> dict:
+    """Settings with values JSON can hold (tuples become lists, objects their repr)."""
+    plain = {}
+    for key, value in settings.items():
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            plain[key] = value
+        elif isinstance(value, (list, tuple)):
+            plain[key] = list(value)
+        else:
+            plain[key] = repr(value)
+    return plain
+
+
 def resolve_settings(args: argparse.Namespace) -> dict:
-    """Sampling and optimizer settings: explicit flags, else the preset's, else defaults."""
+    """Sampling and optimizer settings: explicit flags, else the solver's or the preset's own.
+
+    A solver with its own guidance scale (CFG++ at 0.6, Lightning at 1) and its own
+    optimizer defaults (Lightning optimizes every step) overrides the preset for the values
+    that the command line leaves unset.
+    """
+    from ..solvers.registry import get_solver
+
     preset = PRESETS.get(args.model)
-    pick = lambda value, field, fallback: (  # noqa: E731
-        value if value is not None else getattr(preset, field) if preset else fallback
-    )
+
+    def pick(value, field, fallback):
+        if value is not None:
+            return value
+        return getattr(preset, field) if preset else fallback
+
+    solver_name = pick(args.solver, "solver", "ddim")
+    solver_class = type(get_solver(solver_name))
+    solver_guidance = getattr(solver_class, "default_guidance_scale", None)
+    solver_optimizer = getattr(solver_class, "optimizer_defaults", {})
     settings = {
-        "solver": pick(args.solver, "solver", "ddim"),
+        "solver": solver_name,
         "steps": pick(args.steps, "steps", 50),
-        "guidance_scale": pick(args.guidance, "guidance_scale", 7.5),
-        "lr": pick(args.lr, "lr", 1e-3),
-        "every": pick(args.every, "every", 3),
-        "iterations": pick(args.iterations, "iterations", 3),
+        "guidance_scale": (
+            args.guidance if args.guidance is not None
+            else solver_guidance if solver_guidance is not None
+            else pick(None, "guidance_scale", 7.5)
+        ),
     }
+    for field, fallback in (("lr", 1e-3), ("every", 3), ("iterations", 3)):
+        value = getattr(args, field)
+        settings[field] = value if value is not None else solver_optimizer.get(
+            field, pick(None, field, fallback)
+        )
     if settings["steps"] < 1:
         raise MinorityPromptError(f"--steps must be at least 1, got {settings['steps']}.")
     return settings
 
 
-def build_optimizer(args: argparse.Namespace, settings: dict) -> PromptOptimizer:
-    options = {}
-    if args.objective in ("minority", "minority-naive"):
-        options = {"lam": args.lam, "s": _s_value(args.s)}
-        if args.objective == "minority":
-            options.update(
+def _typed(text: str):
+    """Parse a `--set` value: booleans, integers, floats, else the string itself."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def method_settings(args: argparse.Namespace, settings: dict, method: str) -> dict:
+    """The flat settings dict of `method` from the command-line flags."""
+    extra = {}
+    for item in args.set:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise MinorityPromptError(f"Invalid --set {item!r}; write KEY=VALUE, e.g. tau1=0.8.")
+        extra[key.replace("-", "_")] = _typed(value)
+    if method not in ("minority", "diversity"):
+        return extra if method != "ddim" else {}
+
+    result = {
+        "every": settings["every"],
+        "iterations": settings["iterations"],
+        "lr": settings["lr"],
+        "reuse_optimized": args.reuse_optimized,
+        "target": args.target,
+        "num_tokens": args.num_tokens,
+        "position": args.position,
+        "init": args.init,
+    }
+    objective = "minority-naive" if args.naive else args.objective
+    if objective is not None:
+        result["objective"] = objective
+    if method == "minority" and objective in (None, "minority", "minority-naive"):
+        result.update(lam=args.lam, s=_s_value(args.s))
+        if objective != "minority-naive":
+            result.update(
                 guided_estimates=args.guided_estimates,
                 stop_gradient=args.stop_gradient,
                 second_term_optimized=args.second_term_optimized,
             )
-    return PromptOptimizer(
-        objective=args.objective,
-        every=settings["every"],
-        iterations=settings["iterations"],
-        lr=settings["lr"],
-        reuse_optimized=args.reuse_optimized,
-        tokens=TokenSpec(num_tokens=args.num_tokens, position=args.position, init=args.init),
-        objective_options=options,
-    )
+    result.update(extra)
+    return result
 
 
 def _write_comparison(writer: RunWriter, entries: list[PromptEntry], methods: list[str]) -> str:
@@ -100,11 +189,26 @@ def _write_comparison(writer: RunWriter, entries: list[PromptEntry], methods: li
     return str(path)
 
 
-def execute(args: argparse.Namespace, entries: list[PromptEntry], rank: int, world_size: int) -> int:
+def execute(
+    args: argparse.Namespace, entries: list[PromptEntry], rank: int, world_size: int
+) -> int:
     settings = resolve_settings(args)
-    methods = ["ddim", "minority"] if args.compare else [args.method]
-    optimizer = build_optimizer(args, settings) if "minority" in methods else None
+    if args.compare:
+        methods = ["ddim", args.method if args.method != "ddim" else "minority"]
+    else:
+        methods = [args.method]
+    per_method = {method: method_settings(args, settings, method) for method in methods}
+    for method in methods:
+        # Validate every method's settings before loading the model.
+        method_kwargs(method, per_method[method], [0, 1], settings["guidance_scale"])
     jobs = plan_jobs(entries, methods, args.images_per_prompt, args.seed, args.file_seeds)
+    # Progress bars of several processes overwrite each other on one terminal.
+    progress = not args.no_progress and rank == 0
+
+    if world_size > 1:
+        # Join the process group now, while the launcher is alive: torchrun hosts the store
+        # that joining needs, so ranks that outlive a killed launcher still meet at the end.
+        wait_for_all_ranks()
 
     device = args.device
     if device is None and world_size > 1 and torch.cuda.is_available():
@@ -127,11 +231,12 @@ def execute(args: argparse.Namespace, entries: list[PromptEntry], rank: int, wor
     def run_batch(method: str, prompts: list[str], seeds: list[int]):
         from ..solvers.registry import get_solver
 
-        result = generate(
+        result = run_method(
+            method,
             pipe,
             prompts,
             seeds,
-            optimizer=optimizer if method == "minority" else None,
+            per_method[method],
             solver=get_solver(settings["solver"], **solver_options),
             num_inference_steps=settings["steps"],
             guidance_scale=settings["guidance_scale"],
@@ -142,13 +247,10 @@ def execute(args: argparse.Namespace, entries: list[PromptEntry], rank: int, wor
         )
         fields = []
         for index in range(len(prompts)):
-            if result.record is None:
-                fields.append({"optimizer": None})
-            else:
-                fields.append({
-                    "optimizer": optimizer.settings(),
-                    "optimizer_record": result.record.for_sample(index),
-                })
+            entry = {"method_settings": _plain(per_method[method])}
+            if result.record is not None:
+                entry["optimizer_record"] = result.record.for_sample(index)
+            fields.append(entry)
         return result.images, fields
 
     common = {
@@ -162,24 +264,33 @@ def execute(args: argparse.Namespace, entries: list[PromptEntry], rank: int, wor
         "width": width,
         "minorityprompt_version": __version__,
     }
+    sweep_point = getattr(args, "sweep_point", None)
+    if sweep_point is not None:
+        common["sweep_point"] = sweep_point
     writer = RunWriter(args.out, rank, world_size)
-    (writer.folder / "run.json").write_text(json.dumps(
-        {"settings": common, "methods": methods, "prompts": len(entries),
-         "optimizer": optimizer.settings() if optimizer else None}, indent=2))
+    if rank == 0:
+        writer.write_json("run.json", {
+            "settings": common,
+            "methods": {method: _plain(per_method[method]) for method in methods},
+            "prompts": len(entries),
+        })
     started = time.perf_counter()
     counts = run_jobs(jobs, writer, run_batch, args.batch_size, common,
-                      progress=not args.no_progress)
+                      group_by_prompt=lambda method: method == "diversity", progress=progress)
     elapsed = time.perf_counter() - started
 
     if world_size > 1:
-        from accelerate import PartialState
-
-        PartialState().wait_for_everyone()
+        logger.info("Rank %d generated %d images; waiting for the other ranks", rank,
+                    counts["generated"])
+        wait_for_all_ranks()
     if rank == 0:
         if world_size > 1:
             writer.merge_shards()
-        print(f"Wrote {counts['generated']} images ({counts['skipped']} already there) in "
-              f"{elapsed:.1f} s to {writer.folder}")
+        # Lines are written after their PNG, so counting lines needs no image decoding.
+        total = len({record["key"] for record in writer.records()} & {job.key for job in jobs})
+        print(f"Wrote {total} of {len(jobs)} images to {writer.folder} in {elapsed:.1f} s "
+              f"({counts['generated']} generated by this process, {counts['skipped']} "
+              "already there).")
         if args.compare:
             path = _write_comparison(writer, entries, methods)
             if path:

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from ..errors import MinorityPromptError
-from . import generate, tiny_model
+from . import evaluate, generate, sweep, tiny_model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     generate.add_parser(commands)
+    evaluate.add_parser(commands)
+    sweep.add_parser(commands)
     tiny_model.add_parser(commands)
     return parser
 

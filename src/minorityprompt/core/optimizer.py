@@ -25,7 +25,7 @@ StepSchedule = Callable[[int, int], bool]
 
 @dataclass
 class StepRecord:
-    """What happened at one sampling step.
+    """The account of one sampling step.
 
     Attributes:
         step_index: Sampling step, 0 for the first.
@@ -65,7 +65,7 @@ class OptimizationRecord:
         }
 
     def for_sample(self, index: int) -> dict:
-        """The record restricted to sample `index` of the batch, for per-image metadata."""
+        """Restrict the record to sample `index` of the batch, for per-image metadata."""
         steps = []
         for step in self.steps:
             if step.conditioning != "optimized":
@@ -182,7 +182,7 @@ class PromptOptimizer:
         self.adam_eps = adam_eps
 
     def settings(self) -> dict:
-        """The settings as plain values, for metadata."""
+        """Return the settings as plain values, for metadata."""
         init = self.tokens.init
         return {
             "objective": getattr(self.objective, "name", type(self.objective).__name__),
@@ -260,7 +260,7 @@ class OptimizationRun:
         return StepInputs(state.z_t, branch, state.uncond)
 
     def conditioning_for_step(self, state: StepState) -> Conditioning:
-        """The conditional branch for this step; optimizes `v` first if the step is scheduled."""
+        """Return the conditional branch for this step, optimizing `v` first if the step is scheduled."""
         if self.target.branch != "cond":
             raise MinorityPromptError(
                 f"The {self.target.name!r} target replaces the unconditional branch; call "
