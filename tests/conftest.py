@@ -11,7 +11,9 @@ import torch
 # Tiny models gain nothing from many threads; OMP_NUM_THREADS overrides the default of 2.
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or min(2, os.cpu_count() or 1)))
 
-SHARED = Path(os.environ.get("MINORITYPROMPT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SHARED = Path(
+    os.environ.get("MINORITYPROMPT_SHARED", Path(__file__).resolve().parents[2] / "shared")
+)
 
 
 @pytest.fixture(scope="session")

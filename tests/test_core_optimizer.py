@@ -13,8 +13,9 @@ def warm_up(pipe) -> None:
     """Run the stock prompt encoding once: transformers 5 installs its hidden-state capture
     hooks on the first `output_hidden_states=True` call and keeps them."""
     with torch.no_grad():
-        pipe.encode_prompt(["warm up"], device="cpu", num_images_per_prompt=1,
-                           do_classifier_free_guidance=False)
+        pipe.encode_prompt(
+            ["warm up"], device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False
+        )
 
 
 def pipeline_snapshot(pipe) -> dict:
@@ -47,8 +48,16 @@ def test_only_v_changes_and_pipeline_is_restored(pipe):
     warm_up(pipe)
     before = pipeline_snapshot(pipe)
     optimizer = PromptOptimizer(lr=5e-2)
-    result = generate(pipe, PROMPTS, seeds=[3, 4], optimizer=optimizer, num_inference_steps=4,
-                      output_type="np", progress=False, **SIZE)
+    result = generate(
+        pipe,
+        PROMPTS,
+        seeds=[3, 4],
+        optimizer=optimizer,
+        num_inference_steps=4,
+        output_type="np",
+        progress=False,
+        **SIZE,
+    )
     assert result.record.optimized_steps == [0, 3]
     assert_same_pipeline(before, pipeline_snapshot(pipe))
 
@@ -57,8 +66,10 @@ def test_callback_path_restores_pipeline(pipe):
     warm_up(pipe)
     before = pipeline_snapshot(pipe)
     callback = MinorityPromptCallback(PromptOptimizer(lr=5e-2))
-    pipe(**callback.prepare(pipe, PROMPTS, seeds=[3, 4], num_inference_steps=4, **SIZE),
-         output_type="np")
+    pipe(
+        **callback.prepare(pipe, PROMPTS, seeds=[3, 4], num_inference_steps=4, **SIZE),
+        output_type="np",
+    )
     assert_same_pipeline(before, pipeline_snapshot(pipe))
 
 
@@ -76,9 +87,13 @@ def test_vectors_move_and_stay_fp32(pipe):
         uncond = encoder.encode_negative(None, 2, (32, 32))
         timesteps, final = solver.timesteps(pipe.scheduler.config, 2)
         setup = SamplingSetup(Denoiser.from_pipeline(pipe), cond, uncond, 7.5, timesteps, final)
-        solver.sample(setup, torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0)),
-                      run, progress=False)
-    for start, vector in zip(initial, run.tokens.vectors):
+        solver.sample(
+            setup,
+            torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0)),
+            run,
+            progress=False,
+        )
+    for start, vector in zip(initial, run.tokens.vectors, strict=True):
         assert vector.dtype == torch.float32
         assert not torch.equal(start, vector.detach())
     assert len(run.record.steps[0].objective) == 3
@@ -109,8 +124,15 @@ def test_schedule_every_n_counts_sampling_steps():
     from conftest import tiny
 
     pipe = tiny("sd15")
-    result = generate(pipe, PROMPTS[:1], optimizer=PromptOptimizer(every=2, iterations=1),
-                      num_inference_steps=7, output_type="latent", progress=False, **SIZE)
+    result = generate(
+        pipe,
+        PROMPTS[:1],
+        optimizer=PromptOptimizer(every=2, iterations=1),
+        num_inference_steps=7,
+        output_type="latent",
+        progress=False,
+        **SIZE,
+    )
     assert result.record.optimized_steps == [0, 2, 4, 6]
     labels = [step.conditioning for step in result.record.steps]
     assert labels == ["optimized", "base"] * 3 + ["optimized"]
@@ -124,8 +146,15 @@ def test_explicit_schedule_and_reuse():
 
     pipe = tiny("sd15")
     optimizer = PromptOptimizer(schedule={1, 2}, iterations=1, reuse_optimized=True)
-    result = generate(pipe, PROMPTS[:1], optimizer=optimizer, num_inference_steps=4,
-                      output_type="latent", progress=False, **SIZE)
+    result = generate(
+        pipe,
+        PROMPTS[:1],
+        optimizer=optimizer,
+        num_inference_steps=4,
+        output_type="latent",
+        progress=False,
+        **SIZE,
+    )
     labels = [step.conditioning for step in result.record.steps]
     assert labels == ["base", "optimized", "optimized", "reused"]
 
@@ -134,8 +163,15 @@ def test_zero_iterations_uses_initial_vectors():
     from conftest import tiny
 
     pipe = tiny("sd15")
-    result = generate(pipe, PROMPTS[:1], optimizer=PromptOptimizer(iterations=0),
-                      num_inference_steps=3, output_type="latent", progress=False, **SIZE)
+    result = generate(
+        pipe,
+        PROMPTS[:1],
+        optimizer=PromptOptimizer(iterations=0),
+        num_inference_steps=3,
+        output_type="latent",
+        progress=False,
+        **SIZE,
+    )
     assert result.record.optimized_steps == [0]
     assert result.record.model_evaluations == 0
 
@@ -144,9 +180,17 @@ def test_guidance_one_runs_no_unconditional_pass():
     from conftest import tiny
 
     pipe = tiny("sdxl")
-    result = generate(pipe, PROMPTS, seeds=[0, 1], guidance_scale=1.0, num_inference_steps=3,
-                      optimizer=PromptOptimizer(every=1, iterations=1), output_type="latent",
-                      progress=False, **SIZE)
+    result = generate(
+        pipe,
+        PROMPTS,
+        seeds=[0, 1],
+        guidance_scale=1.0,
+        num_inference_steps=3,
+        optimizer=PromptOptimizer(every=1, iterations=1),
+        output_type="latent",
+        progress=False,
+        **SIZE,
+    )
     assert result.model_evaluations == 3 + 3 * 2
 
 
@@ -154,8 +198,15 @@ def test_low_precision_pipeline_keeps_fp32_vectors():
     from minorityprompt.testing import tiny_sd_pipeline
 
     pipe = tiny_sd_pipeline("sd15").to(torch.bfloat16)
-    result = generate(pipe, PROMPTS[:1], optimizer=PromptOptimizer(lr=1e-2),
-                      num_inference_steps=3, output_type="latent", progress=False, **SIZE)
+    result = generate(
+        pipe,
+        PROMPTS[:1],
+        optimizer=PromptOptimizer(lr=1e-2),
+        num_inference_steps=3,
+        output_type="latent",
+        progress=False,
+        **SIZE,
+    )
     assert result.latents.dtype == torch.bfloat16
     values = result.record.steps[0].objective
     assert all(np.isfinite(value) for row in values for value in row)
@@ -185,6 +236,15 @@ def test_objective_with_wrong_shape_is_reported():
         def __call__(self, state, cond_v):
             return cond_v.prompt_embeds.sum()
 
-    with pytest.raises(MinorityPromptError, match="returned shape \\(\\); it must return one value"):
-        generate(tiny("sd15"), PROMPTS, optimizer=PromptOptimizer(objective=ScalarObjective()),
-                 num_inference_steps=2, output_type="latent", progress=False, **SIZE)
+    with pytest.raises(
+        MinorityPromptError, match="returned shape \\(\\); it must return one value"
+    ):
+        generate(
+            tiny("sd15"),
+            PROMPTS,
+            optimizer=PromptOptimizer(objective=ScalarObjective()),
+            num_inference_steps=2,
+            output_type="latent",
+            progress=False,
+            **SIZE,
+        )

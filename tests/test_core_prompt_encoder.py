@@ -11,7 +11,9 @@ PROMPTS = ["a photo of a cat", "an astronaut riding a horse on the moon"]
 
 def encode_with_pipeline(pipe, prompts):
     if hasattr(pipe, "text_encoder_2"):
-        embeds, _, pooled, _ = pipe.encode_prompt(prompts, device="cpu", do_classifier_free_guidance=False)
+        embeds, _, pooled, _ = pipe.encode_prompt(
+            prompts, device="cpu", do_classifier_free_guidance=False
+        )
         return embeds, pooled
     embeds, _ = pipe.encode_prompt(prompts, "cpu", 1, False)
     return embeds, None
@@ -32,7 +34,10 @@ def test_layout_matches_tokenizer_without_placeholder(pipe):
     for slot in encoder.slots:
         layout = encoder.layout(slot, PROMPTS)
         expected = slot.tokenizer(
-            PROMPTS, padding="max_length", max_length=slot.max_length, truncation=True,
+            PROMPTS,
+            padding="max_length",
+            max_length=slot.max_length,
+            truncation=True,
             return_tensors="pt",
         ).input_ids
         assert torch.equal(layout.input_ids, expected)
@@ -85,7 +90,7 @@ def test_vectors_change_only_placeholder_encoding(pipe):
 def test_init_word_equals_its_embedding(pipe):
     encoder = PromptEncoder.from_pipeline(pipe)
     tokens = LearnableTokens(encoder, PROMPTS, TokenSpec(init="cool", num_tokens=2))
-    for slot, vectors in zip(encoder.slots, tokens.vectors):
+    for slot, vectors in zip(encoder.slots, tokens.vectors, strict=True):
         table = slot.text_encoder.get_input_embeddings().weight
         word_id = slot.tokenizer("cool", add_special_tokens=False).input_ids[0]
         assert vectors.dtype == torch.float32
@@ -103,7 +108,7 @@ def test_random_inits_are_seeded_per_sample(init):
     spec = TokenSpec(init=init)
     pair = LearnableTokens(encoder, PROMPTS, spec, generators_for([5, 6], "init"))
     single = LearnableTokens(encoder, PROMPTS[1:], spec, generators_for([6], "init"))
-    for both, alone in zip(pair.vectors, single.vectors):
+    for both, alone in zip(pair.vectors, single.vectors, strict=True):
         assert torch.equal(both[1], alone[0])
         assert not torch.equal(both[0], both[1])
 

@@ -50,11 +50,23 @@ def test_wrapped_sde_sampler_equals_real_sampler():
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     scheduler.set_timesteps(STEPS)
     cond, _, _ = branches(pipe)
-    reference = real_k_diffusion_latents(pipe, "dpmpp_2m_sde", table_sigmas(
-        pipe, scheduler.timesteps), [cond] * STEPS, stochastic=True)
-    sampled = sample_k_diffusion(pipe, "dpmpp_2m_sde", PROMPTS, seeds=SEEDS,
-                                 num_inference_steps=STEPS, output_type="latent",
-                                 progress=False, **SIZE)
+    reference = real_k_diffusion_latents(
+        pipe,
+        "dpmpp_2m_sde",
+        table_sigmas(pipe, scheduler.timesteps),
+        [cond] * STEPS,
+        stochastic=True,
+    )
+    sampled = sample_k_diffusion(
+        pipe,
+        "dpmpp_2m_sde",
+        PROMPTS,
+        seeds=SEEDS,
+        num_inference_steps=STEPS,
+        output_type="latent",
+        progress=False,
+        **SIZE,
+    )
 
     assert torch.equal(sampled.latents, reference)
 
@@ -71,10 +83,17 @@ def test_optimizer_fires_once_per_sampler_step(sampler):
     reported = []
     with counting_unet_calls(pipe) as calls:
         sampled = sample_k_diffusion(
-            pipe, sampler, PROMPTS, seeds=SEEDS, optimizer=PromptOptimizer(NoOpObjective(),
-                                                                           every=2),
-            num_inference_steps=STEPS, hooks=[spy], output_type="latent", progress=False,
-            sampler_options={"callback": reported.append}, **SIZE,
+            pipe,
+            sampler,
+            PROMPTS,
+            seeds=SEEDS,
+            optimizer=PromptOptimizer(NoOpObjective(), every=2),
+            num_inference_steps=STEPS,
+            hooks=[spy],
+            output_type="latent",
+            progress=False,
+            sampler_options={"callback": reported.append},
+            **SIZE,
         )
 
     assert sampled.record.optimized_steps == [0, 2]
@@ -103,10 +122,26 @@ def test_dpmpp_2m_agrees_across_implementations(family):
     scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
     diffusers_latents = stock_latents(pipe, scheduler, 6)
     sigmas = table_sigmas(pipe, scheduler.timesteps)
-    own = generate(pipe, PROMPTS, seeds=SEEDS, solver="dpmpp-2m", num_inference_steps=6,
-                   output_type="latent", progress=False, **SIZE)
-    sampled = sample_k_diffusion(pipe, "dpmpp_2m", PROMPTS, seeds=SEEDS, sigmas=sigmas,
-                                 output_type="latent", progress=False, **SIZE)
+    own = generate(
+        pipe,
+        PROMPTS,
+        seeds=SEEDS,
+        solver="dpmpp-2m",
+        num_inference_steps=6,
+        output_type="latent",
+        progress=False,
+        **SIZE,
+    )
+    sampled = sample_k_diffusion(
+        pipe,
+        "dpmpp_2m",
+        PROMPTS,
+        seeds=SEEDS,
+        sigmas=sigmas,
+        output_type="latent",
+        progress=False,
+        **SIZE,
+    )
 
     assert torch.equal(scheduler.sigmas, sigmas)
     assert torch.equal(own.latents, diffusers_latents)
@@ -123,14 +158,18 @@ def test_sigma_schedules():
     scheduler.set_timesteps(5)
     karras = schedule_sigmas(pipe, 5, "karras")
 
-    assert torch.equal(schedule_sigmas(pipe, 5, "scheduler"),
-                       table_sigmas(pipe, scheduler.timesteps))
+    assert torch.equal(
+        schedule_sigmas(pipe, 5, "scheduler"), table_sigmas(pipe, scheduler.timesteps)
+    )
     assert torch.equal(schedule_sigmas(pipe, 5, "k-diffusion"), model.wrapper.get_sigmas(5))
     assert len(karras) == 6
     assert float(karras[-1]) == 0.0
     assert torch.isclose(karras[0], model.sigma_max)
-    with pytest.raises(MinorityPromptError, match=r"Unknown sigma schedule 'cosine'; use "
-                       r"'scheduler', 'karras', 'k-diffusion' or a tensor"):
+    with pytest.raises(
+        MinorityPromptError,
+        match=r"Unknown sigma schedule 'cosine'; use "
+        r"'scheduler', 'karras', 'k-diffusion' or a tensor",
+    ):
         schedule_sigmas(pipe, 5, "cosine")
 
 
@@ -141,23 +180,35 @@ class LatentMovingHook:
 
 def test_invalid_uses_are_rejected(caplog):
     pipe = tiny("sd15")
-    options = dict(seeds=SEEDS, num_inference_steps=2, output_type="latent", progress=False,
-                   **SIZE)
+    options = dict(seeds=SEEDS, num_inference_steps=2, output_type="latent", progress=False, **SIZE)
     with pytest.raises(MinorityPromptError, match=r"takes no `sigmas` schedule"):
         sample_k_diffusion(pipe, k_sampling.sample_dpm_adaptive, PROMPTS, **options)
-    with pytest.raises(MinorityPromptError, match=r"Unknown k-diffusion sampler 'eulr'; "
-                       r"available: \[.*'dpmpp_2m'"):
+    with pytest.raises(
+        MinorityPromptError,
+        match=r"Unknown k-diffusion sampler 'eulr'; "
+        r"available: \[.*'dpmpp_2m'",
+    ):
         sample_k_diffusion(pipe, "eulr", PROMPTS, **options)
     with pytest.raises(MinorityPromptError, match=r"A step hook moved the latent"):
         sample_k_diffusion(pipe, "euler", PROMPTS, hooks=[LatentMovingHook()], **options)
-    with pytest.raises(MinorityPromptError, match=r"sigmas must be non-negative and "
-                       r"non-increasing"):
-        sample_k_diffusion(pipe, "euler", PROMPTS, sigmas=torch.tensor([1.0, 2.0, 0.0]),
-                           **{**options, "num_inference_steps": 2})
+    with pytest.raises(
+        MinorityPromptError,
+        match=r"sigmas must be non-negative and "
+        r"non-increasing",
+    ):
+        sample_k_diffusion(
+            pipe,
+            "euler",
+            PROMPTS,
+            sigmas=torch.tensor([1.0, 2.0, 0.0]),
+            **{**options, "num_inference_steps": 2},
+        )
 
     model = KDiffusionDenoiser(Denoiser.from_pipeline(pipe), branches(pipe)[0])
     x = torch.zeros(2, 4, 16, 16)
-    with pytest.raises(MinorityPromptError, match=r"has no step schedule\. Run samplers through its sample"):
+    with pytest.raises(
+        MinorityPromptError, match=r"has no step schedule\. Run samplers through its sample"
+    ):
         model(x, torch.ones(2))
 
     def sample_without_callback(model, x, sigmas, callback=None):

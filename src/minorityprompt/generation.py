@@ -58,7 +58,9 @@ def initial_latents(pipe, generators: Sequence[torch.Generator], height: int, wi
         height // pipe.vae_scale_factor,
         width // pipe.vae_scale_factor,
     )
-    latents = randn_tensor(shape, generator=generators, device=pipe.unet.device, dtype=pipe.unet.dtype)
+    latents = randn_tensor(
+        shape, generator=generators, device=pipe.unet.device, dtype=pipe.unet.dtype
+    )
     return latents * pipe.scheduler.init_noise_sigma
 
 
@@ -151,7 +153,9 @@ def generate(
         cond = encoder.encode(prompts, size=size)
         uncond = None
         if solver.uses_uncond(guidance_scale):
-            uncond = encoder.encode_negative(_as_list(negative_prompt, len(prompts)), len(prompts), size)
+            uncond = encoder.encode_negative(
+                _as_list(negative_prompt, len(prompts)), len(prompts), size
+            )
         timesteps, final_alpha = solver.timesteps(pipe.scheduler.config, num_inference_steps)
         setup = SamplingSetup(denoiser, cond, uncond, guidance_scale, timesteps, final_alpha)
         # As in the stock pipeline, each sample's generator draws its starting noise first

@@ -109,7 +109,9 @@ class RunWriter:
     def write(self, key: str, image: Image.Image, metadata: dict) -> Path:
         """Write `image` as `images/<key>.png`, then append its metadata line."""
         if not isinstance(image, Image.Image):
-            raise MinorityPromptError(f"Expected a PIL image for {key!r}, got {type(image).__name__}.")
+            raise MinorityPromptError(
+                f"Expected a PIL image for {key!r}, got {type(image).__name__}."
+            )
         target = self.images / f"{key}.png"
         temporary = self.images / f".{key}.png.{os.getpid()}.tmp"
         with temporary.open("wb") as handle:
@@ -147,8 +149,11 @@ class RunWriter:
         by_key: dict[str, dict] = {}
         for record in _read_lines(self.metadata_path):
             by_key[record["key"]] = record
-        kept = [by_key[key] for key in sorted(by_key)
-                if _png_is_whole(self.folder / by_key[key]["file"])]
+        kept = [
+            by_key[key]
+            for key in sorted(by_key)
+            if _png_is_whole(self.folder / by_key[key]["file"])
+        ]
         self._rewrite(self.metadata_path, kept)
 
     def _rewrite(self, path: Path, records: list[dict]) -> None:

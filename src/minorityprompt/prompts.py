@@ -103,7 +103,9 @@ def read_prompts(
             ".json."
         )
 
-    entries = [PromptEntry(entry.text.strip(), entry.seed) for entry in entries if entry.text.strip()]
+    entries = [
+        PromptEntry(entry.text.strip(), entry.seed) for entry in entries if entry.text.strip()
+    ]
     if not entries:
         raise MinorityPromptError(f"Prompt file {str(path)!r} contains no prompt.")
     if shuffle_seed is not None:

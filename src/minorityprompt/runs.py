@@ -121,9 +121,11 @@ def run_jobs(
     for batch in batches(todo, batch_size, group_by_prompt):
         method = batch[0].method
         started = time.perf_counter()
-        images, extra = run_batch(method, [job.prompt for job in batch], [job.seed for job in batch])
+        images, extra = run_batch(
+            method, [job.prompt for job in batch], [job.seed for job in batch]
+        )
         seconds = (time.perf_counter() - started) / len(batch)
-        for job, image, fields in zip(batch, images, extra):
+        for job, image, fields in zip(batch, images, extra, strict=True):
             metadata = {
                 **common_metadata,
                 "prompt": job.prompt,

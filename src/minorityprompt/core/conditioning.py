@@ -64,7 +64,9 @@ class Conditioning:
             take(self.prompt_embeds), take(self.pooled_prompt_embeds), take(self.add_time_ids)
         )
 
-    def with_embeds(self, prompt_embeds: Tensor, pooled_prompt_embeds: Tensor | None) -> Conditioning:
+    def with_embeds(
+        self, prompt_embeds: Tensor, pooled_prompt_embeds: Tensor | None
+    ) -> Conditioning:
         return replace(self, prompt_embeds=prompt_embeds, pooled_prompt_embeds=pooled_prompt_embeds)
 
     @staticmethod

@@ -260,7 +260,7 @@ class OptimizationRun:
         return StepInputs(state.z_t, branch, state.uncond)
 
     def conditioning_for_step(self, state: StepState) -> Conditioning:
-        """Return the conditional branch for this step, optimizing `v` first if the step is scheduled."""
+        """Return the conditional branch for this step, optimizing `v` first if scheduled."""
         if self.target.branch != "cond":
             raise MinorityPromptError(
                 f"The {self.target.name!r} target replaces the unconditional branch; call "
@@ -311,7 +311,9 @@ class OptimizationRun:
     def _ascend(self, state: StepState, step_record: StepRecord) -> None:
         vectors = self.target.parameters
         optimizer = self.optimizer
-        adam = torch.optim.Adam(vectors, lr=optimizer.lr, betas=optimizer.betas, eps=optimizer.adam_eps)
+        adam = torch.optim.Adam(
+            vectors, lr=optimizer.lr, betas=optimizer.betas, eps=optimizer.adam_eps
+        )
         for _ in range(optimizer.iterations):
             objective = self._objective_value(state)
             if objective.shape != (state.batch_size,):
@@ -332,7 +334,7 @@ class OptimizationRun:
                 )
             gradients = [
                 torch.zeros_like(vector) if grad is None else grad
-                for vector, grad in zip(vectors, gradients)
+                for vector, grad in zip(vectors, gradients, strict=True)
             ]
             per_sample_norm = torch.sqrt(
                 sum(grad.float().pow(2).flatten(1).sum(dim=1) for grad in gradients)
@@ -350,7 +352,7 @@ class OptimizationRun:
                     step_record.step_index,
                 )
                 continue
-            for vector, grad in zip(vectors, gradients):
+            for vector, grad in zip(vectors, gradients, strict=True):
                 vector.grad = grad.to(vector.dtype)
             adam.step()
             adam.zero_grad(set_to_none=True)

@@ -188,8 +188,8 @@ class PromptEncoder:
         if vectors is not None:
             if layout.placeholder_positions is None:
                 raise MinorityPromptError("Vectors were given for a layout without placeholder.")
-            rows = torch.arange(vectors.shape[0]).unsqueeze(1).expand_as(
-                layout.placeholder_positions
+            rows = (
+                torch.arange(vectors.shape[0]).unsqueeze(1).expand_as(layout.placeholder_positions)
             )
             positions = layout.placeholder_positions
 

@@ -140,8 +140,9 @@ class LearnableTokens:
             for slot in encoder.slots
         ]
         self.vectors: list[Tensor] = [
-            _initial_vectors(slot, index, self.spec, len(self.prompts), generators)
-            .requires_grad_(True)
+            _initial_vectors(slot, index, self.spec, len(self.prompts), generators).requires_grad_(
+                True
+            )
             for index, slot in enumerate(encoder.slots)
         ]
 

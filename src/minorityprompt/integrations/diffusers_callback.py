@@ -8,8 +8,8 @@ the pipeline must be called with.
 
 The pipeline hands the callback its prompt embeddings with classifier-free guidance already
 concatenated as `[negative; positive]`. The callback replaces only the positive half, and
-for SDXL also the positive half of the pooled `add_text_embeds`. Scheduler state (multistep history, step index) is never
-touched: an edit changes which conditioning the next model call sees, nothing else. A
+for SDXL also the positive half of the pooled `add_text_embeds`. Scheduler state
+(multistep history, step index) is never touched: an edit changes which conditioning the next model call sees, nothing else. A
 multistep scheduler stores that call's output, so with `DPMSolverMultistepScheduler` an
 optimized step also reaches the following step's update through the history.
 
@@ -108,7 +108,9 @@ class MinorityPromptCallback(PipelineCallback):
         if isinstance(seeds, int):
             seeds = list(range(seeds, seeds + len(prompts)))
         if len(seeds) != len(prompts):
-            raise MinorityPromptError(f"{len(seeds)} seeds for {len(prompts)} prompts; give one each.")
+            raise MinorityPromptError(
+                f"{len(seeds)} seeds for {len(prompts)} prompts; give one each."
+            )
         default_height, default_width = default_size(pipe)
         height, width = height or default_height, width or default_width
         size = (height, width)
@@ -122,17 +124,28 @@ class MinorityPromptCallback(PipelineCallback):
         scheduler.set_timesteps(num_inference_steps)
         with torch.no_grad():
             cond = encoder.encode(prompts, size=size)
-            uncond = encoder.encode_negative(negative_prompt, len(prompts), size) if use_cfg else None
+            uncond = (
+                encoder.encode_negative(negative_prompt, len(prompts), size) if use_cfg else None
+            )
             generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
             noise = randn_tensor(
-                (len(prompts), pipe.unet.config.in_channels, height // pipe.vae_scale_factor,
-                 width // pipe.vae_scale_factor),
-                generator=generators, device=pipe.unet.device, dtype=pipe.unet.dtype,
+                (
+                    len(prompts),
+                    pipe.unet.config.in_channels,
+                    height // pipe.vae_scale_factor,
+                    width // pipe.vae_scale_factor,
+                ),
+                generator=generators,
+                device=pipe.unet.device,
+                dtype=pipe.unet.dtype,
             )
         # The pipeline keeps drawing from these generators (stochastic schedulers), after
         # the starting noise, exactly as if it had drawn that noise itself.
         self._run = self.optimizer.start(
-            encoder, prompts, seeds, size,
+            encoder,
+            prompts,
+            seeds,
+            size,
             frozen_modules=[slot.text_encoder for slot in encoder.slots] + [pipe.unet],
         )
         self._setup = {
@@ -176,8 +189,9 @@ class MinorityPromptCallback(PipelineCallback):
             step_index=step_index,
             num_steps=len(timesteps),
             timestep=timestep,
-            alpha_t=scheduler_alpha(scheduler, setup["denoiser"], step_index, timestep,
-                                    like=z.new_zeros(())),
+            alpha_t=scheduler_alpha(
+                scheduler, setup["denoiser"], step_index, timestep, like=z.new_zeros(())
+            ),
             next_timestep=timesteps[step_index + 1] if step_index + 1 < len(timesteps) else None,
             cond=setup["cond"],
             uncond=setup["uncond"],

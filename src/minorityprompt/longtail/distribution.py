@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 
 from ..errors import MinorityPromptError
@@ -46,7 +46,7 @@ POSITION_PROBABILITIES = {"center": 0.80, "left": 0.09, "right": 0.06, "top": 0.
 BACKGROUND_PROBABILITIES = {"black": 0.75, "white": 0.16, "gray": 0.08, "brown": 0.01}
 
 # Probability that a training caption names each attribute other than the shape.
-NAMING_PROBABILITIES = {"color": 0.5, "size": 0.25, "position": 0.25, "background": 0.25}
+NAMING_PROBABILITIES = {"color": 0.5, "size": 0.4, "position": 0.4, "background": 0.4}
 
 POSITION_PHRASES = {
     "center": "in the center",
@@ -68,22 +68,22 @@ class SceneAttributes:
     background: str
 
     def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            validate_attribute_value(name, value)
+        for name in ATTRIBUTE_NAMES:
+            validate_attribute_value(name, getattr(self, name))
 
     def as_dict(self) -> dict[str, str]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in ATTRIBUTE_NAMES}
 
 
 def validate_attribute_value(name: str, value: str) -> None:
     """Raise MinorityPromptError unless `value` is a known value of attribute `name`."""
     if name not in ATTRIBUTE_VALUES:
         raise MinorityPromptError(
-            f"Unknown attribute {name!r}; use one of {', '.join(ATTRIBUTE_NAMES)}."
+            f"Unknown attribute {name!r}. Use one of {', '.join(ATTRIBUTE_NAMES)}."
         )
     if value not in ATTRIBUTE_VALUES[name]:
         raise MinorityPromptError(
-            f"Invalid {name} {value!r}; use one of {', '.join(ATTRIBUTE_VALUES[name])}."
+            f"Invalid {name} {value!r}. Use one of {', '.join(ATTRIBUTE_VALUES[name])}."
         )
 
 
@@ -92,7 +92,7 @@ def color_probabilities(shape: str) -> dict[str, float]:
     validate_attribute_value("shape", shape)
     shift = SHAPES.index(shape)
     rotated = COLORS[shift:] + COLORS[:shift]
-    return dict(zip(rotated, COLOR_WEIGHTS_BY_RANK))
+    return dict(zip(rotated, COLOR_WEIGHTS_BY_RANK, strict=True))
 
 
 def joint_probability(attributes: SceneAttributes) -> float:
@@ -129,8 +129,8 @@ def caption_text(named: Mapping[str, str]) -> str:
     """Write the caption that names exactly the attributes in `named`.
 
     The word order is size, color, shape, position, background, for example
-    "a small blue triangle at the top on a black background". An empty mapping gives the
-    empty caption, which names nothing.
+    "a small blue triangle at the top on a black background" or "an orange ring". An empty
+    mapping gives the empty caption, which names nothing.
     """
     for name, value in named.items():
         validate_attribute_value(name, value)
@@ -138,15 +138,16 @@ def caption_text(named: Mapping[str, str]) -> str:
         return ""
     if "shape" not in named:
         raise MinorityPromptError(
-            f"Caption attributes {dict(named)} do not name the shape; every non-empty caption "
+            f"Caption attributes {dict(named)} do not name the shape. Every non-empty caption "
             "must name it."
         )
-    words = ["a"]
+    words = []
     if "size" in named:
         words.append(named["size"])
     if "color" in named:
         words.append(named["color"])
     words.append(named["shape"])
+    words.insert(0, "an" if words[0][0] in "aeiou" else "a")
     if "position" in named:
         words.append(POSITION_PHRASES[named["position"]])
     if "background" in named:
@@ -156,7 +157,7 @@ def caption_text(named: Mapping[str, str]) -> str:
 
 _POSITION_BY_PHRASE = {phrase: position for position, phrase in POSITION_PHRASES.items()}
 _CAPTION_PATTERN = re.compile(
-    r"^a"
+    r"^an?"
     rf"(?: (?P<size>{'|'.join(SIZES)}))?"
     rf"(?: (?P<color>{'|'.join(COLORS)}))?"
     rf" (?P<shape>{'|'.join(SHAPES)})"
@@ -168,8 +169,8 @@ _CAPTION_PATTERN = re.compile(
 def parse_caption(caption: str) -> dict[str, str]:
     """Return the attributes that a caption names, as a mapping from attribute to value.
 
-    Accepts exactly the captions that `caption_text` writes, ignoring case and surrounding
-    whitespace. The empty caption names nothing.
+    Accepts the captions that `caption_text` writes, ignoring case, repeated whitespace and
+    the choice between "a" and "an". The empty caption names nothing.
     """
     normalized = " ".join(caption.lower().split())
     if not normalized:
@@ -177,7 +178,7 @@ def parse_caption(caption: str) -> dict[str, str]:
     match = _CAPTION_PATTERN.match(normalized)
     if match is None:
         raise MinorityPromptError(
-            f"Caption {caption!r} is not a scene caption; write it as "
+            f"Caption {caption!r} is not a scene caption. Write it as "
             "'a [size] [color] SHAPE [position phrase] [on a BACKGROUND background]', "
             "for example 'a small red circle on the left on a black background'."
         )
@@ -206,7 +207,9 @@ def training_captions() -> tuple[str, ...]:
         choices = [(None, *ATTRIBUTE_VALUES[name]) for name in optional]
         for values in itertools.product(*choices):
             named = {"shape": shape}
-            named.update({name: value for name, value in zip(optional, values) if value})
+            for name, value in zip(optional, values, strict=True):
+                if value is not None:
+                    named[name] = value
             captions.append(caption_text(named))
     return tuple(captions)
 
@@ -228,14 +231,16 @@ def conditional_distribution(caption: str | Mapping[str, str]) -> dict[SceneAttr
     """Return P(attributes | caption) for every combination that agrees with the caption.
 
     `caption` is a caption string or a mapping of named attributes. The probabilities sum
-    to 1; combinations that contradict the caption have probability 0 and are left out.
+    to 1. Combinations that contradict the caption have probability 0 and are left out.
     """
     named = _named_from(caption)
     return dict(_conditional_items(tuple(sorted(named.items()))))
 
 
 @lru_cache(maxsize=8192)
-def _conditional_items(named: tuple[tuple[str, str], ...]) -> tuple[tuple[SceneAttributes, float], ...]:
+def _conditional_items(
+    named: tuple[tuple[str, str], ...],
+) -> tuple[tuple[SceneAttributes, float], ...]:
     matching = [
         (attributes, probability)
         for attributes, probability in _joint_table()

@@ -88,7 +88,7 @@ def _as_rgb_batch(images: np.ndarray) -> np.ndarray:
     if array.ndim != 4 or array.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
         raise MinorityPromptError(
             f"Expected images of shape (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3) in height-width-"
-            f"channel order, got {array.shape}; convert a (N, 3, H, W) tensor with "
+            f"channel order, got {array.shape}. Convert a (N, 3, H, W) tensor with "
             ".permute(0, 2, 3, 1)."
         )
     if np.issubdtype(array.dtype, np.floating):
@@ -100,72 +100,86 @@ def _as_rgb_batch(images: np.ndarray) -> np.ndarray:
     return array.astype(np.float64)
 
 
-def _nearest(pixels: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return the index of the nearest palette color for each pixel and the distance to it."""
-    distances = np.linalg.norm(pixels[:, None, :] - palette[None, :, :], axis=2)
-    indices = distances.argmin(axis=1)
-    return indices, distances[np.arange(len(pixels)), indices]
+def _distances(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Return Euclidean distances from (..., 3) pixels to each (K, 3) palette color."""
+    squared = (
+        (pixels**2).sum(axis=-1, keepdims=True)
+        - 2.0 * pixels @ palette.T
+        + (palette**2).sum(axis=1)
+    )
+    return np.sqrt(np.maximum(squared, 0.0))
 
 
-def _border_pixels(image: np.ndarray) -> np.ndarray:
-    return np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+def _border_pixels(images: np.ndarray) -> np.ndarray:
+    """Return the (N, 124, 3) border pixels of (N, 32, 32, 3) images."""
+    return np.concatenate(
+        [images[:, 0], images[:, -1], images[:, 1:-1, 0], images[:, 1:-1, -1]], axis=1
+    )
 
 
-def _read_background(image: np.ndarray) -> tuple[str, np.ndarray]:
-    """Return the background name and the observed background color (median of its pixels)."""
-    border = _border_pixels(image)
-    labels, _ = _nearest(border, _BACKGROUND_VALUES)
-    counts = np.bincount(labels, minlength=len(_BACKGROUND_NAMES))
-    label = int(counts.argmax())
-    return _BACKGROUND_NAMES[label], np.median(border[labels == label], axis=0)
+def _masked_mean(pixels: np.ndarray, members: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Average (N, P, 3) pixels over (N, P) boolean members, or return `fallback` if none."""
+    counts = members.sum(axis=1, keepdims=True)
+    sums = np.einsum("np,npc->nc", members.astype(np.float64), pixels)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), fallback)
 
 
-def _read_color(pixels: np.ndarray, background: np.ndarray) -> tuple[str, np.ndarray]:
-    """Return the shape color name and the observed shape color."""
-    palette = np.vstack([_SHAPE_COLOR_VALUES, background[None, :]])
-    labels, _ = _nearest(pixels, palette)
-    is_shape = labels < len(_SHAPE_COLOR_NAMES)
-    distance_from_background = np.linalg.norm(pixels - background, axis=1)
-    if not is_shape.any():
-        # No pixel is closer to a shape color than to the background: use the pixels that
-        # differ most from the background.
-        is_shape = distance_from_background >= np.quantile(distance_from_background, 0.95)
-        labels, _ = _nearest(pixels, _SHAPE_COLOR_VALUES)
-    weights = np.bincount(
-        labels[is_shape],
-        weights=distance_from_background[is_shape],
-        minlength=len(palette),
-    )[: len(_SHAPE_COLOR_NAMES)]
-    label = int(weights.argmax())
-    members = is_shape & (labels == label)
-    observed = np.median(pixels[members], axis=0) if members.any() else _SHAPE_COLOR_VALUES[label]
-    return _SHAPE_COLOR_NAMES[label], observed
+def _read_backgrounds(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return each image's background palette index and observed background color."""
+    border = _border_pixels(images)
+    distances = _distances(border, _BACKGROUND_VALUES)
+    labels = distances.argmin(axis=2)
+    one_hot = labels[:, :, None] == np.arange(len(_BACKGROUND_NAMES))
+    winners = one_hot.sum(axis=1).argmax(axis=1)
+    members = labels == winners[:, None]
+    return winners, _masked_mean(border, members, _BACKGROUND_VALUES[winners])
+
+
+def _read_colors(pixels: np.ndarray, backgrounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return each image's shape color palette index and observed shape color.
+
+    `pixels` is (N, P, 3) and `backgrounds` the (N, 3) observed background colors.
+    """
+    color_count = len(_SHAPE_COLOR_NAMES)
+    to_colors = _distances(pixels, _SHAPE_COLOR_VALUES)
+    to_background = np.linalg.norm(pixels - backgrounds[:, None, :], axis=2)
+    nearest_color = to_colors.argmin(axis=2)
+    is_shape = to_colors.min(axis=2) < to_background
+    # Where no pixel is closer to a shape color than to the background, fall back to the 5%
+    # of pixels that differ most from the background.
+    outliers = to_background >= np.quantile(to_background, 0.95, axis=1, keepdims=True)
+    is_shape = np.where(is_shape.any(axis=1, keepdims=True), is_shape, outliers)
+
+    one_hot = (nearest_color[:, :, None] == np.arange(color_count)) & is_shape[:, :, None]
+    weights = np.einsum("npk,np->nk", one_hot.astype(np.float64), to_background)
+    winners = weights.argmax(axis=1)
+    members = is_shape & (nearest_color == winners[:, None])
+    return winners, _masked_mean(pixels, members, _SHAPE_COLOR_VALUES[winners])
+
+
+def _foreground(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the (N, 1024) boolean shape masks and the color and background indices."""
+    pixels = images.reshape(len(images), -1, 3)
+    background_ids, backgrounds = _read_backgrounds(images)
+    color_ids, colors = _read_colors(pixels, backgrounds)
+    direction = colors - backgrounds
+    # A shape color equal to the observed background would divide by zero, so use the palette.
+    degenerate = (direction**2).sum(axis=1) < 1e-6
+    direction[degenerate] = _SHAPE_COLOR_VALUES[color_ids[degenerate]] - backgrounds[degenerate]
+    squared_length = np.maximum((direction**2).sum(axis=1), 1e-6)
+    projection = np.einsum("npc,nc->np", pixels - backgrounds[:, None, :], direction)
+    masks = projection / squared_length[:, None] > 0.5
+    return masks, color_ids, background_ids
 
 
 def foreground_mask(image: np.ndarray) -> np.ndarray:
     """Return the boolean (32, 32) mask of shape pixels of one image."""
-    rgb = _as_rgb_batch(np.asarray(image)[None])[0]
-    return _foreground(rgb)[0]
+    rgb = _as_rgb_batch(np.asarray(image)[None])
+    return _foreground(rgb)[0][0].reshape(IMAGE_SIZE, IMAGE_SIZE)
 
 
-def _foreground(image: np.ndarray) -> tuple[np.ndarray, str, str]:
-    pixels = image.reshape(-1, 3)
-    background_name, background = _read_background(image)
-    color_name, color = _read_color(pixels, background)
-    direction = color - background
-    squared_length = float(direction @ direction)
-    if squared_length < 1e-6:
-        direction = _SHAPE_COLOR_VALUES[_SHAPE_COLOR_NAMES.index(color_name)] - background
-        squared_length = max(float(direction @ direction), 1e-6)
-    projection = (pixels - background) @ direction / squared_length
-    mask = (projection > 0.5).reshape(IMAGE_SIZE, IMAGE_SIZE)
-    return mask, color_name, background_name
-
-
-def _nearest_position(center: np.ndarray) -> str:
-    names = list(POSITION_CENTERS)
-    nominal = np.array([POSITION_CENTERS[name] for name in names], float)
-    return names[int(np.linalg.norm(nominal - center, axis=1).argmin())]
+_POSITION_NAMES = tuple(POSITION_CENTERS)
+_POSITION_VALUES = np.array([POSITION_CENTERS[name] for name in _POSITION_NAMES], float)
 
 
 def read_scenes(images: np.ndarray | Iterable[np.ndarray]) -> list[SceneReading]:
@@ -178,35 +192,31 @@ def read_scenes(images: np.ndarray | Iterable[np.ndarray]) -> list[SceneReading]
         images = np.stack([np.asarray(image) for image in images])
     rgb = _as_rgb_batch(images)
     templates = _templates()
-
-    masks, colors, backgrounds = [], [], []
-    for image in rgb:
-        mask, color, background = _foreground(image)
-        masks.append(mask.reshape(-1))
-        colors.append(color)
-        backgrounds.append(background)
-    mask_matrix = np.array(masks, dtype=np.float32)
+    masks, color_ids, background_ids = _foreground(rgb)
+    mask_matrix = masks.astype(np.float32)
 
     intersections = mask_matrix @ templates.masks.T
     unions = mask_matrix.sum(axis=1)[:, None] + templates.areas[None, :] - intersections
     ious = intersections / np.maximum(unions, 1.0)
     best = ious.argmax(axis=1)
+    position_ids = _distances(templates.centers[best].astype(np.float64), _POSITION_VALUES)
+    position_ids = position_ids.argmin(axis=1)
 
     readings = []
     for row, index in enumerate(best):
         attributes = SceneAttributes(
             shape=templates.shapes[index],
-            color=colors[row],
+            color=_SHAPE_COLOR_NAMES[color_ids[row]],
             size=templates.sizes[index],
-            position=_nearest_position(templates.centers[index]),
-            background=backgrounds[row],
+            position=_POSITION_NAMES[position_ids[row]],
+            background=_BACKGROUND_NAMES[background_ids[row]],
         )
         readings.append(SceneReading(attributes, float(ious[row, index])))
     return readings
 
 
 def read_scene(image: np.ndarray) -> SceneReading:
-    """Read the attributes of one (32, 32, 3) image; see `read_scenes`."""
+    """Read the attributes of one (32, 32, 3) image, as `read_scenes` does."""
     return read_scenes(np.asarray(image)[None])[0]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -32,7 +32,9 @@ from .distribution import (
 
 IMAGE_SIZE = 32
 
-# RGB values, chosen at least 110 apart (Euclidean, 0-255 scale) within each palette.
+# RGB values on 0-255. The closest pair of shape colors (yellow, orange) is 99 apart
+# (Euclidean), the closest background pair (gray, brown) 111, and the closest shape color
+# and background (purple, gray) 116.
 SHAPE_PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
     "blue": (30, 70, 230),
@@ -49,7 +51,7 @@ BACKGROUND_PALETTE: dict[str, tuple[int, int, int]] = {
 }
 
 # Bounding-box width of each size, in pixels.
-SIZE_DIAMETERS = {"small": 10.0, "medium": 15.0, "large": 20.0}
+SIZE_DIAMETERS = {"small": 12.0, "medium": 16.0, "large": 20.0}
 # Shape center of each position, as (x, y) in pixels from the top-left corner.
 POSITION_CENTERS = {
     "center": (16, 16),
@@ -81,8 +83,8 @@ def shape_mask(
 ) -> np.ndarray:
     """Rasterize a shape as a boolean (image_size, image_size) mask.
 
-    Pixel (row i, column j) covers the unit square whose center is (j + 0.5, i + 0.5); it is
-    inside the mask when that center lies inside the shape.
+    Pixel (row i, column j) covers the unit square centered at (j + 0.5, i + 0.5). The pixel
+    is inside the mask when that center lies inside the shape.
     """
     coordinates = np.arange(image_size) + 0.5
     dx = coordinates[None, :] - center_x
@@ -93,7 +95,8 @@ def shape_mask(
     if shape == "square":
         return (np.abs(dx) <= radius) & (np.abs(dy) <= radius)
     if shape == "triangle":
-        # Apex at the top, base at the bottom; the half-width grows linearly with depth.
+        # The apex is at the top and the base at the bottom. The half-width grows linearly
+        # with the depth below the apex.
         depth = dy + radius
         return (depth >= 0) & (depth <= 2 * radius) & (np.abs(dx) <= depth / 2)
     if shape == "diamond":
@@ -105,7 +108,7 @@ def shape_mask(
     if shape == "ring":
         squared = dx**2 + dy**2
         return (squared <= radius**2) & (squared >= (radius / 2.0) ** 2)
-    raise MinorityPromptError(f"Unknown shape {shape!r}; use one of the names in SHAPES.")
+    raise MinorityPromptError(f"Unknown shape {shape!r}. Use one of the names in SHAPES.")
 
 
 def render_scene(attributes: SceneAttributes, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
@@ -127,10 +130,18 @@ def render_scene(attributes: SceneAttributes, offset: tuple[int, int] = (0, 0)) 
     return image
 
 
+@cache
+def _cumulative(probabilities: tuple[tuple[str, float], ...]) -> tuple[tuple[str, ...], np.ndarray]:
+    values = tuple(value for value, _ in probabilities)
+    cumulative = np.cumsum([probability for _, probability in probabilities])
+    return values, cumulative / cumulative[-1]
+
+
 def _choose(rng: np.random.Generator, probabilities: dict[str, float]) -> str:
-    values = list(probabilities)
-    weights = np.array([probabilities[value] for value in values])
-    return values[rng.choice(len(values), p=weights / weights.sum())]
+    # Inverse-CDF sampling, which is much faster than `rng.choice(..., p=...)` for one draw.
+    values, cumulative = _cumulative(tuple(probabilities.items()))
+    index = int(np.searchsorted(cumulative, rng.random(), side="right"))
+    return values[min(index, len(values) - 1)]
 
 
 def sample_attributes(rng: np.random.Generator) -> SceneAttributes:

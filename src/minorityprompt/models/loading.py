@@ -134,7 +134,9 @@ def load_pipeline(
         pipe = _pipeline_class(family).from_single_file(str(path), torch_dtype=dtype)
         return _finish(pipe, device)
 
-    looks_like_hub_id = name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/", "~"))
+    looks_like_hub_id = name_or_path.count("/") == 1 and not name_or_path.startswith(
+        (".", "/", "~")
+    )
     if not looks_like_hub_id:
         raise MinorityPromptError(
             f"Model {name_or_path!r} is not a preset ({', '.join(sorted(PRESETS))}), and no "

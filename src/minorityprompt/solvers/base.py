@@ -36,7 +36,9 @@ class HookChain:
     def before_step(self, state: StepState) -> StepInputs:
         inputs = StepInputs(state.z_t, state.cond, state.uncond)
         for hook in self.hooks:
-            inputs = hook.before_step(replace(state, z_t=inputs.z, cond=inputs.cond, uncond=inputs.uncond))
+            inputs = hook.before_step(
+                replace(state, z_t=inputs.z, cond=inputs.cond, uncond=inputs.uncond)
+            )
         return inputs
 
 

@@ -19,7 +19,9 @@ def ddim_schedule(
 ) -> tuple[Tensor, Tensor]:
     """Timesteps and final alpha of diffusers' `DDIMScheduler` for this model's config."""
     if not isinstance(num_steps, int) or num_steps < 1:
-        raise MinorityPromptError(f"The number of steps must be a positive integer, got {num_steps!r}.")
+        raise MinorityPromptError(
+            f"The number of steps must be a positive integer, got {num_steps!r}."
+        )
     overrides = {} if timestep_spacing is None else {"timestep_spacing": timestep_spacing}
     scheduler = DDIMScheduler.from_config(scheduler_config, **overrides)
     scheduler.set_timesteps(num_steps)
@@ -86,7 +88,11 @@ class DDIMSolver(Solver):
             direction = (1 - alpha_next - std**2) ** (0.5) * eps
             z = alpha_next ** (0.5) * x0 + direction
             if self.eta > 0:
-                noise = randn_tensor(z.shape, generator=list(generators) if generators else None,
-                                     device=z.device, dtype=z.dtype)
+                noise = randn_tensor(
+                    z.shape,
+                    generator=list(generators) if generators else None,
+                    device=z.device,
+                    dtype=z.dtype,
+                )
                 z = z + std * noise
         return z
