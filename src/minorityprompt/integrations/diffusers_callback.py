@@ -10,8 +10,9 @@ The pipeline hands the callback its prompt embeddings with classifier-free guida
 concatenated as `[negative; positive]`. The callback replaces only the positive half, and
 for SDXL also the positive half of the pooled `add_text_embeds`. Scheduler state
 (multistep history, step index) is never touched: an edit changes which conditioning the
-next model call receives, nothing else. A multistep scheduler stores that call's output,
-so with `DPMSolverMultistepScheduler` an optimized step also reaches the following step's update through the history.
+next model call receives, nothing else. A multistep scheduler stores that call's output, so
+with `DPMSolverMultistepScheduler` an optimized step also reaches the following step's
+update through the history.
 
 Tested with `DDIMScheduler` (any eta), `DPMSolverMultistepScheduler` (DPM-Solver++(2M)) and
 `EulerDiscreteScheduler`. The first two reproduce `generate()` with the `ddim` (or
