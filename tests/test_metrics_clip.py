@@ -3,8 +3,6 @@ and against the PickScore authors' formula."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -14,68 +12,16 @@ from minorityprompt.errors import MinorityPromptError
 from minorityprompt.metrics.clip_score import clip_score
 from minorityprompt.metrics.features import clip_text_embeddings, load_clip, pooled_output
 from minorityprompt.metrics.reward_models import load_pickscore, pick_score
-from minorityprompt.models.tokenizer import offline_clip_tokenizer
+from minorityprompt.testing_metrics import TINY_LOGIT_SCALE, save_tiny_clip
 
 PROMPTS = ["a photo of a cat", "a red car on a road", "two dogs", "a bowl of soup"]
-LOGIT_SCALE = 50.0
-
-
-def build_tiny_clip(folder) -> None:
-    """Save a random 2-layer CLIPModel and its processor (32 px images, real vocabulary)."""
-    from transformers import (
-        CLIPConfig,
-        CLIPImageProcessor,
-        CLIPModel,
-        CLIPProcessor,
-        CLIPTextConfig,
-        CLIPVisionConfig,
-    )
-
-    text_config = CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=77,
-        bos_token_id=49406,
-        eos_token_id=49407,
-        pad_token_id=49407,
-        projection_dim=16,
-    )
-    vision_config = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-        projection_dim=16,
-    )
-    config = CLIPConfig(
-        text_config=text_config.to_dict(),
-        vision_config=vision_config.to_dict(),
-        projection_dim=16,
-        logit_scale_init_value=math.log(LOGIT_SCALE),
-    )
-    torch.manual_seed(0)
-    model = CLIPModel(config).eval()
-    # With this seed the random towers give negative cosines for the test images. Flipping the
-    # image projection makes them positive, so the clamp at 0 does not hide the batch mean.
-    with torch.no_grad():
-        model.visual_projection.weight.neg_()
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    )
-    processor = CLIPProcessor(image_processor=image_processor, tokenizer=offline_clip_tokenizer())
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
+LOGIT_SCALE = TINY_LOGIT_SCALE
 
 
 @pytest.fixture(scope="module")
 def clip_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-clip")
-    build_tiny_clip(folder)
+    save_tiny_clip(folder)
     return folder
 
 
