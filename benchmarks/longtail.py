@@ -63,10 +63,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, help="images per caption (8 quick, 32 full)")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps")
     parser.add_argument("--guidance", type=float, default=5.0, help="CFG weight w")
-    parser.add_argument("--lr", type=float, default=1e-2, help="MinorityPrompt learning rate")
+    parser.add_argument("--lr", type=float, default=2e-3, help="MinorityPrompt learning rate")
+    parser.add_argument("--init", default="<|endoftext|>",
+                        help="init word of the placeholder; the default, CLIP's end-of-text "
+                             "token, makes C_v start close to C on a model trained on short "
+                             "captions only")
     parser.add_argument("--sweep", default=None,
                         help="comma-separated learning rates (default: none quick, "
-                             "3e-3,1e-2,3e-2,1e-1 full)")
+                             "1e-3,2e-3,3e-3,1e-2 full)")
     parser.add_argument("--out", default="benchmarks/results", help="output folder")
     return parser.parse_args()
 
@@ -121,17 +125,18 @@ def main() -> None:
     args = parse_args()
     captions = QUICK_CAPTIONS if args.quick else FULL_CAPTIONS
     samples = args.samples or (8 if args.quick else 32)
-    sweep = args.sweep or ("" if args.quick else "3e-3,1e-2,3e-2,1e-1")
+    sweep = args.sweep or ("" if args.quick else "1e-3,2e-3,3e-3,1e-2")
     rates = sorted({args.lr, *(float(value) for value in sweep.split(",") if value)})
     pipe = load_pipeline(args.model)
 
     runs = [("DDIM", "ddim", {})]
-    runs += [(f"lr {rate:g}", "minority", {"lr": rate}) for rate in rates]
+    runs += [(f"lr {rate:g}", "minority", {"lr": rate, "init": args.init}) for rate in rates]
     if args.all_methods:
         for label, method, settings in EXTRA_METHODS:
             extra = dict(settings)
             if method == "minority":
                 extra.setdefault("lr", args.lr)
+                extra.setdefault("init", args.init)
             runs.append((label, method, extra))
 
     rows = []

@@ -97,8 +97,9 @@ def add_parser(commands) -> None:
     optimizer.add_argument("--num-tokens", type=int, default=1, help="learnable tokens per prompt")
     optimizer.add_argument("--position", choices=("end", "start"), default="end",
                            help="where the placeholder goes in the prompt")
-    optimizer.add_argument("--init", default="cool",
-                           help="init word, 'encoder-default' or 'vocab-gaussian'")
+    optimizer.add_argument("--init",
+                           help="init word, 'encoder-default' or 'vocab-gaussian' (default: "
+                                "the preset's, else 'cool')")
     optimizer.add_argument("--reuse-optimized", action="store_true",
                            help="use the last optimized prompt on steps that are not optimized")
     optimizer.add_argument("--guided-estimates", action="store_true",

@@ -109,6 +109,7 @@ def resolve_settings(args: argparse.Namespace) -> dict:
             else pick(None, "guidance_scale", 7.5)
         ),
     }
+    settings["init"] = pick(args.init, "init", "cool")
     for field, fallback in (("lr", 1e-3), ("every", 3), ("iterations", 3)):
         value = getattr(args, field)
         settings[field] = value if value is not None else solver_optimizer.get(
@@ -151,7 +152,7 @@ def method_settings(args: argparse.Namespace, settings: dict, method: str) -> di
         "target": args.target,
         "num_tokens": args.num_tokens,
         "position": args.position,
-        "init": args.init,
+        "init": settings["init"],
     }
     objective = "minority-naive" if args.naive else args.objective
     if objective is not None:
