@@ -1,6 +1,7 @@
 """One denoiser interface over diffusers UNets: epsilon and the Tweedie x0 estimate.
 
 Legend (variance-preserving latents, as in DDPM and diffusers):
+
     z_t      latent at training timestep t, z_t = sqrt(alpha_t) z_0 + sqrt(1 - alpha_t) eps
     alpha_t  cumulative product of (1 - beta), `alphas_cumprod[t]` in diffusers
     eps      the model's noise prediction after converting its parameterization

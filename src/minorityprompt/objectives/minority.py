@@ -1,6 +1,7 @@
 """The minority objective: the reconstruction loss of the x0 estimate, tied to its likelihood.
 
 Legend:
+
     z0_v   x0_hat(z_t, t, C_v), the clean estimate under the optimized prompt
     s      the re-noising timestep
     z_s    sqrt(alpha_s) z0_v + sqrt(1 - alpha_s) eps, eps ~ N(0, I)

@@ -4,6 +4,7 @@ Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Prob
 Models", Algorithm 2 (multistep, midpoint form).
 
 Legend (variance-preserving latents, step k goes from timestep t_k to t_{k+1}):
+
     sigma_k    sqrt((1 - alpha_k) / alpha_k) at t_k; 0 after the last step (the data end)
     a_k        sqrt(alpha_k) = 1 / sqrt(sigma_k^2 + 1), the signal scale
     s_k        sqrt(1 - alpha_k) = sigma_k a_k, the noise scale

@@ -3,32 +3,35 @@
 `attach()` sets up the prompt optimizer for one run and yields a `SolverSession`. Inside
 the loop, `session.inputs(z_t, step_index, timestep)` runs the optimizer when the step is
 scheduled and returns the step's conditioning. The loop evaluates its model with it and
-takes its own solver step. A DDIM loop on a tiny random pipeline:
-
->>> import torch
->>> from diffusers import DDIMScheduler
->>> from minorityprompt import Conditioning, PromptOptimizer
->>> from minorityprompt.solvers.loop import attach
->>> from minorityprompt.testing import tiny_sd_pipeline
->>> pipe = tiny_sd_pipeline("sd15")
->>> scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
->>> scheduler.set_timesteps(4)
->>> optimizer = PromptOptimizer(lr=1e-2, every=3)
->>> with torch.no_grad(), attach(pipe, optimizer, ["a red cube"], seeds=[0], num_steps=4,
-...                               height=32, width=32) as session:
-...     z = session.initial_latents()
-...     for i, t in enumerate(scheduler.timesteps):
-...         inputs = session.inputs(z, i, t)
-...         branches = Conditioning.cat([inputs.uncond, inputs.cond])
-...         output = pipe.unet(torch.cat([inputs.z, inputs.z]), t, **branches.unet_kwargs())
-...         output_uncond, output_cond = output.sample.chunk(2)
-...         guided = output_uncond + 7.5 * (output_cond - output_uncond)
-...         z = scheduler.step(guided, t, inputs.z).prev_sample
->>> session.record.optimized_steps
-[0, 3]
+takes its own solver step.
 
 `z_t` must be in the variance-preserving parameterization, the UNet's input scale (divide
 Euler-type latents by `sqrt(sigma^2 + 1)` first).
+
+Examples:
+    A DDIM loop on a tiny random pipeline:
+
+    >>> import torch
+    >>> from diffusers import DDIMScheduler
+    >>> from minorityprompt import Conditioning, PromptOptimizer
+    >>> from minorityprompt.solvers.loop import attach
+    >>> from minorityprompt.testing import tiny_sd_pipeline
+    >>> pipe = tiny_sd_pipeline("sd15")
+    >>> scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    >>> scheduler.set_timesteps(4)
+    >>> optimizer = PromptOptimizer(lr=1e-2, every=3)
+    >>> with torch.no_grad(), attach(pipe, optimizer, ["a red cube"], seeds=[0], num_steps=4,
+    ...                               height=32, width=32) as session:
+    ...     z = session.initial_latents()
+    ...     for i, t in enumerate(scheduler.timesteps):
+    ...         inputs = session.inputs(z, i, t)
+    ...         branches = Conditioning.cat([inputs.uncond, inputs.cond])
+    ...         output = pipe.unet(torch.cat([inputs.z, inputs.z]), t, **branches.unet_kwargs())
+    ...         output_uncond, output_cond = output.sample.chunk(2)
+    ...         guided = output_uncond + 7.5 * (output_cond - output_uncond)
+    ...         z = scheduler.step(guided, t, inputs.z).prev_sample
+    >>> session.record.optimized_steps
+    [0, 3]
 """
 
 from __future__ import annotations
