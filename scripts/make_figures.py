@@ -85,7 +85,7 @@ def make_tutorial_figures() -> list[Path]:
 
 def make_sample_grid() -> list[Path]:
     """DDIM against MinorityPrompt on the embedded model, one row per caption and seed."""
-    from minorityprompt import PromptOptimizer, generate, load_pipeline
+    from minorityprompt import PromptOptimizer, TokenSpec, generate, load_pipeline
     from minorityprompt.errors import MinorityPromptError
     from minorityprompt.models.presets import PRESETS
     from minorityprompt.visualization import labelled_grid
@@ -105,7 +105,12 @@ def make_sample_grid() -> list[Path]:
         "progress": False,
     }
     ddim = generate(pipe, prompts, seeds, solver=preset.solver, **sampling)
-    optimizer = PromptOptimizer(every=preset.every, iterations=preset.iterations, lr=preset.lr)
+    optimizer = PromptOptimizer(
+        every=preset.every,
+        iterations=preset.iterations,
+        lr=preset.lr,
+        tokens=TokenSpec(init=preset.init),
+    )
     minority = generate(pipe, prompts, seeds, optimizer=optimizer, solver=preset.solver, **sampling)
 
     # One row per caption: its seeds under DDIM, then the same seeds under MinorityPrompt.
