@@ -31,8 +31,9 @@ def add_parser(commands) -> None:
         help="generate images for prompts",
         description=(
             "Generate images with DDIM or with MinorityPrompt's online prompt optimization. "
-            f"The default model, '{DEFAULT_MODEL}', is {embedded}: it draws a circle, square, "
-            "triangle, ... with a colour, background and size, from captions such as "
+            f"The default model, '{DEFAULT_MODEL}', is {embedded}. It knows one shape (circle, "
+            "square, triangle, diamond, cross, ring) with a colour, size, position and "
+            "background, from captions such as "
             "'a red circle'. Writes PNGs and metadata.jsonl to --out; rerunning the same "
             "command resumes an interrupted run."
         ),

@@ -60,7 +60,7 @@ PRESETS: dict[str, Preset] = {
             lr=2e-3,
             init="<|endoftext|>",
             resolution=32,
-            description="the small model shipped in this package; draws 32x32 shapes offline",
+            description="the small model shipped in this package, which draws 32x32 shapes offline",
         ),
         Preset(
             "sd15",
