@@ -115,3 +115,12 @@ def test_weighted_objective_tracks_log_density():
     slopes = torch.diff(expected) / torch.diff(negative_log_density)
     assert torch.all(slopes > 0)
     torch.testing.assert_close(slopes, slopes[0].expand_as(slopes), rtol=1e-9, atol=0)
+
+
+def test_annealed_s_schedule_values():
+    from minorityprompt.objectives import annealed_s, fixed_ratio_s
+
+    timesteps = torch.tensor([999, 981, 500, 21, 1, 0])
+    assert annealed_s(timesteps, 1000).tolist() == [1, 19, 500, 979, 999, 999]
+    assert fixed_ratio_s(0.75)(timesteps, 1000).tolist() == [750] * 6
+    assert MinorityObjective().s_schedule is annealed_s
