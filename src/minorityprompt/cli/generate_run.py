@@ -134,7 +134,7 @@ def _typed(text: str):
 
 
 def method_settings(args: argparse.Namespace, settings: dict, method: str) -> dict:
-    """The flat settings dict of `method` from the command-line flags."""
+    """Build the flat settings dict of `method` from the command-line flags."""
     extra = {}
     for item in args.set:
         key, separator, value = item.partition("=")

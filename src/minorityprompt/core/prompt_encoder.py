@@ -257,7 +257,7 @@ class PromptEncoder:
         batch_size: int,
         size: tuple[int, int] | None = None,
     ) -> Conditioning:
-        """The unconditional branch, as the pipeline builds it.
+        """Encode the unconditional branch as the pipeline builds it.
 
         SDXL checkpoints with `force_zeros_for_empty_prompt` use zero embeddings when no
         negative prompt is given; other models encode the empty prompt.

@@ -9,7 +9,7 @@ import torch
 
 
 def derived_seed(seed: int, purpose: str) -> int:
-    """A seed for `purpose` ("latents", "objective-noise", ...) that depends only on `seed`."""
+    """Derive a seed for `purpose` (such as "objective-noise") that depends only on `seed`."""
     digest = hashlib.sha256(f"{int(seed)}:{purpose}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 

@@ -70,7 +70,7 @@ class StepState:
 
 @dataclass
 class StepInputs:
-    """What a solver evaluates the model on at one step.
+    """The inputs on which a solver evaluates the model at one step.
 
     Attributes:
         z: The latent, variance-preserving; a hook may move it (latent guidance).

@@ -54,7 +54,7 @@ class TokenSpec:
 
 
 def word_token_id(slot: EncoderSlot, word: str) -> int:
-    """The id of `word` in `slot`'s tokenizer; raise if the word splits into several tokens."""
+    """Return the id of `word` in `slot`'s tokenizer, raising if the word splits into tokens."""
     ids = slot.tokenizer(word, add_special_tokens=False, verbose=False).input_ids
     if len(ids) != 1:
         pieces = slot.tokenizer.convert_ids_to_tokens(ids)

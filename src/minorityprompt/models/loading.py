@@ -149,7 +149,7 @@ def load_pipeline(
         pipe = DiffusionPipeline.from_pretrained(name_or_path, torch_dtype=dtype)
     except OSError as error:
         raise MinorityPromptError(
-            f"Could not load {name_or_path!r}: it is no local path, and the hub did not provide "
+            f"Could not load {name_or_path!r}: no such local path, and loading from the hub failed "
             f"it ({error}). Check the id, or download it where the hub is reachable and pass "
             "the folder."
         ) from error

@@ -112,7 +112,7 @@ class MinorityObjective:
 
     @classmethod
     def naive(cls, **kwargs) -> MinorityObjective:
-        """The naive objective: guided estimates, stop-gradient and `C_v` in the second term."""
+        """Build the naive objective: guided x0, stop-gradient and `C_v` in the second term."""
         return cls(guided_estimates=True, stop_gradient=True, second_term_optimized=True, **kwargs)
 
     def _x0(self, state: StepState, z: Tensor, timestep: Tensor, cond: Conditioning) -> Tensor:

@@ -1,4 +1,4 @@
-"""What every solver adapter shares: the sampling set-up, the step hook and state building."""
+"""Shared parts of the solver adapters: the sampling set-up, the step hook and the step state."""
 
 from __future__ import annotations
 
@@ -84,12 +84,12 @@ class Solver(ABC):
     evaluations_per_step: int = 1
 
     def uses_uncond(self, guidance_scale: float) -> bool:
-        """Whether the run needs the unconditional branch at this guidance weight."""
+        """Return whether the run needs the unconditional branch at this guidance weight."""
         return guidance_scale != 1
 
     @abstractmethod
     def timesteps(self, scheduler_config: dict, num_steps: int) -> tuple[Tensor, Tensor]:
-        """The solver's timesteps and final alpha for a model's scheduler config."""
+        """Return the solver's timesteps and final alpha for a model's scheduler config."""
 
     @abstractmethod
     def sample(
